@@ -32,7 +32,8 @@ def hand_one_cycle(it, lr_max, total, pct=0.25, div=25., div_final=1e5):
 def main():
     it = np.arange(N)
     s = one_cycle(1e-2, total_steps=N)
-    rows = [('one_cycle lr + mom', lambda: (s(it), s.mom(it))),
+    rows = [('one_cycle lr + mom (s.lr_mom)', lambda: s.lr_mom(it)),
+            ('one_cycle lr + mom (s(), s.mom())', lambda: (s(it), s.mom(it))),
             ('one_cycle lr', lambda: s(it)),
             ('hand-written NumPy one cycle, lr', lambda: hand_one_cycle(it, 1e-2, N)),
             ('one_cycle three_phase lr + mom', lambda: (lambda t: (t(it), t.mom(it)))(one_cycle(1e-2, N, three_phase=True))),
