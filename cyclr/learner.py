@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['OverfitResult', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'Recorder',
-           'ProgressCallback', 'Learner', 'SaveModelCallback']
+           'ProgressCallback', 'Learner', 'SaveModelCallback', 'TerminateOnNaNCallback']
 
-# %% ../nbs/04_learner.ipynb #9d02e857
+# %% ../nbs/04_learner.ipynb #a0ab0721
 import contextlib
 import copy
 import math
@@ -16,18 +16,24 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
+import inspect
+import warnings
+
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, IterableDataset, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from .schedules import Schedule, constant, cyclic, flat_cos, one_cycle, sgdr
 from .data import DataLoaders
 from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
-from .lr_find import lr_find
+from .lr_find import lr_find, sweep_lrs
 
-# %% ../nbs/04_learner.ipynb #39ecbad1
+# %% ../nbs/04_learner.ipynb #f81c75ad
 _EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
            'before_backward', 'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train',
            'before_validate', 'after_validate', 'after_epoch', 'after_fit')
@@ -60,6 +66,8 @@ class Callback:
     def after_validate(self, learn): pass
     def after_epoch(self, learn): pass
     def after_fit(self, learn): pass
+    def check(self, learn):
+        "Called by `fit` before anything changes: raise TypeError/ValueError for a setting that does not suit `learn`."
     def __repr__(self): return f'{type(self).__name__}()'
 
 def _handlers(cbs):
@@ -68,7 +76,7 @@ def _handlers(cbs):
     return {ev: [getattr(cb, ev) for cb in cbs if getattr(type(cb), ev, None) is not getattr(Callback, ev)
                  or ev in vars(cb)] for ev in _EVENTS}
 
-# %% ../nbs/04_learner.ipynb #4ceb75cb
+# %% ../nbs/04_learner.ipynb #1e8d4030
 def _get_mom(group):
     "A param group's momentum: Adam-style `betas[0]`, SGD-style `momentum`, or nan when it has neither."
     if 'betas' in group: return float(group['betas'][0])
@@ -91,13 +99,19 @@ class Recorder:
         "Forget everything recorded."
         self.lrs, self.moms, self.group_lrs = [], [], []
         self._losses, self._smooth, self._pending, self._avg, self._n = [], [], [], 0., 0
+        self._epoch_start, self._epoch_ns, self._start_avg, self._epoch_mean = 0, [], (0., 0), None
         self.values, self.times, self.epoch_iters, self.epoch_steps, self.metric_names = [], [], [], [], []
 
     def _flush(self):
         "Move the losses kept as tensors into the Python lists (one device synchronisation)."
         if not self._pending: return
-        vals = torch.stack([l.float() for l in self._pending]).tolist()
+        vals = torch.stack([l.float() for l, _ in self._pending]).tolist()
+        self._epoch_ns += [n for _, n in self._pending]
         self._pending = []
+        self._extend(vals)
+
+    def _extend(self, vals):
+        "Append the batch losses `vals` and their smoothed values."
         for v in vals:
             self._n += 1
             self._avg = self.beta * self._avg + (1 - self.beta) * v
@@ -119,22 +133,44 @@ class Recorder:
         self.metric_names = ['train_loss', 'valid_loss', *learn.metric_names]
 
     def begin_epoch(self):
-        self._t0, self._epoch_start = time.perf_counter(), len(self._losses) + len(self._pending)
+        self._flush()
+        self._t0, self._epoch_start, self._epoch_ns, self._epoch_mean = time.perf_counter(), len(self._losses), [], None
+        self._start_avg = (self._avg, self._n)
 
     def log_step(self, opt):
         "Called by the Learner after every optimizer step that happened: the LRs and momentum `opt` used."
         lrs = [float(g['lr']) for g in opt.param_groups]
         self.lrs.append(lrs[0]); self.group_lrs.append(lrs); self.moms.append(_get_mom(opt.param_groups[0]))
 
-    def log_loss(self, loss):
-        "Called by the Learner after the backward pass of every training batch."
-        self._pending.append(loss.detach())
+    def log_loss(self, loss, n=1):
+        "Called by the Learner after the backward pass of every training batch (of `n` items)."
+        self._pending.append((loss.detach(), n))
+
+    def reduce_epoch(self, sum_over_ranks):
+        "Make this epoch's batch losses their item-weighted means over the ranks; `sum_over_ranks(t)` sums a float64 tensor over them."
+        self._flush()
+        k = self._epoch_start
+        losses = torch.tensor(self._losses[k:], dtype=torch.float64)
+        ns = torch.tensor(self._epoch_ns, dtype=torch.float64)
+        # every rank must call the same collectives: first agree on whether all ranks have as many batches
+        s1, s2, w = sum_over_ranks(torch.tensor([len(losses), len(losses) ** 2, 1.], dtype=torch.float64)).tolist()
+        if s1 == 0: return
+        if s2 * w == s1 * s1:  # the same number of batches everywhere (DistributedSampler pads): batch by batch
+            tot = sum_over_ranks(torch.stack([losses * ns, ns]))
+            means = (tot[0] / tot[1]).tolist()
+            del self._losses[k:], self._smooth[k:]
+            self._avg, self._n = self._start_avg
+            self._extend(means)
+        else:  # other loaders: only the epoch's mean is shared
+            tot = sum_over_ranks(torch.stack([(losses * ns).sum(), ns.sum()]))
+            self._epoch_mean = float(tot[0] / tot[1])
 
     def end_epoch(self, learn):
         "Called by the Learner before `after_epoch`: the epoch's row of `values`."
         self._flush()
         ep = self._losses[self._epoch_start:]
-        self.values.append([float(np.mean(ep)) if ep else float('nan'), *learn.valid_results])
+        train = self._epoch_mean if self._epoch_mean is not None else float(np.mean(ep)) if ep else float('nan')
+        self.values.append([train, *learn.valid_results])
         self.times.append(time.perf_counter() - self._t0)
         self.epoch_iters.append(len(self._losses)); self.epoch_steps.append(len(self.lrs))
 
@@ -183,7 +219,7 @@ class Recorder:
         fig.tight_layout()
         return fig
 
-# %% ../nbs/04_learner.ipynb #af89ef95
+# %% ../nbs/04_learner.ipynb #98fa1d3f
 def _in_notebook():
     "True inside a Jupyter kernel (HTML output), False in a terminal or a script."
     try: from IPython import get_ipython
@@ -203,7 +239,7 @@ def _fmt_time(t):
 class ProgressCallback(Callback):
     "A progress bar over the training batches (`bar`) and a table with a row per epoch (`table`)."
     order = 60
-    def __init__(self, bar=True, table=True): self.bar, self.table, self._pbar = bar, table, None
+    def __init__(self, bar=True, table=True): self.bar, self.table, self._pbar, self._active = bar, table, None, True
 
     def _render_html(self):
         head = ''.join(f'<th>{n}</th>' for n in self._names)
@@ -219,6 +255,8 @@ class ProgressCallback(Callback):
         elif row is not None: tqdm.write(self._line(row))
 
     def before_fit(self, learn):
+        self._active = _is_main()  # one table for the whole run, not one per process
+        if not self._active: return
         self._names = ['epoch', *learn.recorder.metric_names, 'time']
         self._widths = [max(len(n), 9) for n in self._names]
         prev = learn.recorder.values[:learn.start_epoch] if learn.start_epoch else []
@@ -232,7 +270,7 @@ class ProgressCallback(Callback):
             for r in [self._names] + self._rows: tqdm.write(self._line(r))
 
     def before_train(self, learn):
-        if self.bar: self._pbar = tqdm(total=learn.n_iter, leave=False, desc=f'epoch {learn.epoch}')
+        if self.bar and self._active: self._pbar = tqdm(total=learn.n_iter, leave=False, desc=f'epoch {learn.epoch}')
 
     def after_batch(self, learn):
         if self._pbar is not None and learn.training: self._pbar.update(1)
@@ -244,13 +282,13 @@ class ProgressCallback(Callback):
 
     def after_epoch(self, learn):
         self._close()
-        if not self.table: return
+        if not self.table or not self._active: return
         row = [learn.epoch, *map(_fmt, learn.recorder.values[-1]), _fmt_time(learn.recorder.times[-1])]
         self._rows.append(row); self._show(row)
 
     def after_fit(self, learn): self._close()
 
-# %% ../nbs/04_learner.ipynb #daf62604
+# %% ../nbs/04_learner.ipynb #459f04f4
 def _check_int(x, name, lo):
     "`x` as an int, or TypeError/ValueError naming `name` unless it is an integer >= `lo`."
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
@@ -306,9 +344,21 @@ def _check_dls(dls):
         if n == 0: raise ValueError(f"`dls.{name}` is empty: it must yield at least 1 batch")
     return dls
 
+def _check_eval_dl(dl):
+    "`dl`, checked to be a non-empty iterable of batches with a length."
+    if dl is None: raise ValueError("`dl`: the Learner has no validation DataLoader; pass one")
+    if isinstance(dl, (str, bytes, torch.Tensor)) or not hasattr(dl, '__iter__'):
+        raise TypeError(f"`dl` must be a DataLoader (an iterable of batches), got {type(dl).__name__}")
+    try: n = len(dl)
+    except TypeError: raise TypeError("`dl` must have a length (a map-style DataLoader)") from None
+    if n == 0: raise ValueError("`dl` is empty: it must yield at least 1 batch")
+    return dl
+
 def _resolve_device(device):
-    "`device` as a torch.device; None: CUDA when available, else CPU."
-    if device is None: return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    "`device` as a torch.device; None: CUDA when available (this process's GPU under torch.distributed), else CPU."
+    if device is None:
+        if not torch.cuda.is_available(): return torch.device('cpu')
+        return torch.device('cuda', torch.cuda.current_device()) if _dist_on() else torch.device('cuda')
     try: return torch.device(device)
     except (TypeError, RuntimeError) as e: raise ValueError(f"`device` must be a torch.device or a name like 'cpu' or 'cuda:0', got {device!r}") from e
 
@@ -323,7 +373,7 @@ def _resolve_amp(mixed_precision, device):
         return torch.float16
     raise ValueError(f"`mixed_precision` must be {allowed}, got {mixed_precision!r}")
 
-# %% ../nbs/04_learner.ipynb #6c70536e
+# %% ../nbs/04_learner.ipynb #c8160a8c
 def _to_device(b, device):
     "Tensors in `b` (a tensor, or nested lists/tuples/dicts of them) moved to `device`."
     if isinstance(b, torch.Tensor): return b.to(device, non_blocking=True)
@@ -376,7 +426,51 @@ def _set_rng_states(st, dls):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
     for g, s in zip(_dl_generators(dls), st['generators']): g.set_state(s.cpu())
 
-# %% ../nbs/04_learner.ipynb #b09bd709
+# %% ../nbs/04_learner.ipynb #1e732f14
+def _dist_on():
+    "True when torch.distributed is initialised (a process group, e.g. under torchrun)."
+    return dist.is_available() and dist.is_initialized()
+
+def _rank(): return dist.get_rank() if _dist_on() else 0
+def _world_size(): return dist.get_world_size() if _dist_on() else 1
+def _is_main(): return _rank() == 0
+
+def _sum_over_ranks(t):
+    "`t` as float64 on the CPU, summed over the ranks of torch.distributed (an all_reduce); `t` itself outside it."
+    t = t.detach().to(torch.float64)
+    if not _dist_on(): return t.cpu()
+    dev = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+    t = t.to(dev).clone()
+    dist.all_reduce(t)  # SUM
+    return t.cpu()
+
+def _shardable(dl):
+    "True for a torch DataLoader over a map-style dataset with torch's own sequential or random sampler."
+    if not isinstance(dl, DataLoader) or isinstance(dl.dataset, IterableDataset) or type(dl.batch_sampler) is not BatchSampler: return False
+    s = dl.sampler
+    return type(s) is SequentialSampler or (type(s) is RandomSampler and not s.replacement and s._num_samples is None)
+
+def _loader_like(dl, sampler):
+    "A DataLoader like `dl` (batch size, collation, workers) that reads the indices `sampler` gives."
+    kw = dict(batch_size=dl.batch_size, drop_last=dl.drop_last, collate_fn=dl.collate_fn, num_workers=dl.num_workers,
+              pin_memory=dl.pin_memory, timeout=dl.timeout, worker_init_fn=dl.worker_init_fn)
+    if dl.num_workers > 0:
+        kw.update(prefetch_factor=dl.prefetch_factor, persistent_workers=dl.persistent_workers,
+                  multiprocessing_context=dl.multiprocessing_context)
+    return DataLoader(dl.dataset, sampler=sampler, **kw)
+
+def _shard_loader(dl, train=True, rank=None, world_size=None):
+    "Rank `rank`'s share of DataLoader `dl`: a `DistributedSampler` for training, strided items for validation; `dl` itself when it cannot be split."
+    rank = _rank() if rank is None else rank
+    world_size = _world_size() if world_size is None else world_size
+    if isinstance(getattr(dl, 'sampler', None), DistributedSampler) or not _shardable(dl): return dl
+    if not train: return _loader_like(dl, range(rank, len(dl.dataset), world_size))
+    gen = getattr(dl.sampler, 'generator', None) or dl.generator
+    seed = gen.initial_seed() % 2**62 if gen is not None else 0  # the same on every rank that built the same loader
+    sampler = DistributedSampler(dl.dataset, num_replicas=world_size, rank=rank, shuffle=type(dl.sampler) is RandomSampler, seed=seed)
+    return _loader_like(dl, sampler)
+
+# %% ../nbs/04_learner.ipynb #80fb0916
 OverfitResult = namedtuple('OverfitResult', 'passed initial_loss final_loss losses')
 
 class Learner:
@@ -404,7 +498,9 @@ class Learner:
         if not callable(opt_func): raise TypeError(f"`opt_func` must be a torch.optim class or a callable (params, lr=...) -> Optimizer, got {opt_func!r}")
         metrics, cbs = _check_metrics(metrics), _check_cbs(cbs)
         splitter = default_splitter if splitter is None else splitter
-        groups = split_params(model, splitter)
+        try: groups = split_params(model, splitter)
+        except (TypeError, ValueError) as e:
+            raise type(e)(str(e) if '`splitter`' in str(e) else f"`splitter`: {e}") from None
         _spread(lr, len(groups), 'lr')
         wd = _check_real(wd, 'wd', 0, lo_open=False, allow_none=True)
         device = _resolve_device(device)
@@ -426,16 +522,19 @@ class Learner:
         self.in_fit, self.training, self.epoch, self.n_epoch, self.start_epoch, self.step = False, False, 0, 0, 0, 0
         self.sched, self.group_mults, self.loss, self.pred, self.grad_norm, self.valid_results = None, None, None, None, None, []
         self._fit_started, self._in_epoch, self._epochs_done, self._spe = False, False, 0, None
+        self._ddp, self._ddp_key, self._shards, self._fwd, self._tdl = None, None, {}, self.model, None
         self.create_opt()
 
     # ---- callbacks -----------------------------------------------------------------------------------
     def add_cb(self, cb):
         "Add Callback `cb` to every later fit."
-        self.cbs.append(_check_cbs(cb)[0]); self._hs = _handlers(self.cbs)
+        if isinstance(cb, (list, tuple)): raise TypeError(f"`cb` must be one Callback instance, got a {type(cb).__name__}")
+        self.cbs.append(_check_cbs(cb, 'cb')[0]); self._hs = _handlers(self.cbs)
 
     def remove_cb(self, cb):
         "Remove Callback `cb`."
-        self.cbs.remove(cb); self._hs = _handlers(self.cbs)
+        if not any(c is cb for c in self.cbs): raise ValueError(f"`cb` must be one of the Learner's callbacks {self.cbs}, got {cb!r}")
+        self.cbs = [c for c in self.cbs if c is not cb]; self._hs = _handlers(self.cbs)
 
     def _event(self, name):
         for f in self._hs[name]: f(self)
@@ -490,6 +589,37 @@ class Learner:
         "Train every layer group."
         return self.freeze_to(0)
 
+    # ---- several processes ---------------------------------------------------------------------------
+    def _loader(self, dl, train=True):
+        "`dl` as this process reads it: its share under torch.distributed, else `dl` itself."
+        if dl is None or not _dist_on(): return dl
+        key = (id(dl), train, _rank(), _world_size())
+        if key not in self._shards:
+            shard = _shard_loader(dl, train)
+            if shard is dl and train and not isinstance(getattr(dl, 'sampler', None), DistributedSampler):
+                warnings.warn("`dls.train` cannot be split between the ranks (not a DataLoader over a map-style dataset with "
+                              "torch's sampler): every rank reads all of it; give it a DistributedSampler to split it", stacklevel=4)
+            self._shards[key] = (dl, shard)  # keeps `dl` alive, so that its id is not reused
+        return self._shards[key][1]
+
+    def _train_loader(self): return self._loader(self.dls.train, True)
+
+    def _dist_model(self):
+        "The module to train through: a DistributedDataParallel wrapper of `model` under torch.distributed, else `model`."
+        if not _dist_on() or isinstance(self.model, DistributedDataParallel): return self.model  # the user's own wrapper
+        key = (id(self.model), tuple(p.requires_grad for p in self.model.parameters()))
+        if self._ddp is None or self._ddp_key != key:
+            # DDP hooks only the parameters that require a gradient now: a new wrapper after freeze/unfreeze
+            self._ddp, self._ddp_key = None, None
+            if not any(key[1]): return self.model  # nothing trains, nothing to synchronise
+            ids = None if self.device.type != 'cuda' else [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+            self._ddp, self._ddp_key = DistributedDataParallel(self.model, device_ids=ids), key
+        return self._ddp
+
+    def _sync_ctx(self, model, stepping):
+        "DDP's `no_sync()` for a micro-batch that does not step: accumulated gradients are averaged once, at the stepping batch."
+        return model.no_sync() if isinstance(model, DistributedDataParallel) and not stepping else contextlib.nullcontext()
+
     # ---- one batch -----------------------------------------------------------------------------------
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else contextlib.nullcontext()
@@ -526,7 +656,7 @@ class Learner:
         if i == first: self.opt.zero_grad()
         self._event('before_backward')
         self._backward(self.loss / size if size > 1 else self.loss)
-        self.recorder.log_loss(self.loss)
+        self.recorder.log_loss(self.loss, _n_items(self.yb))
         self._event('after_backward')
         if i != first + size - 1: return
         try:
@@ -541,16 +671,19 @@ class Learner:
 
     def _one_batch(self, i, batch):
         self.iter, self.loss, self.pred = i, None, None
+        model = self._fwd if self.training else self.model
+        stepping = not self.training or (i + 1) % self.grad_accum == 0 or i + 1 == self.n_iter
         try:
             *xb, yb = _to_device(batch, self.device)
             self.xb, self.yb = tuple(xb), yb
             self._event('before_batch')
-            with self._autocast(): self.pred = self.model(*self.xb)
-            self._event('after_pred')
-            with self._autocast(): self.loss = self.loss_func(self.pred, self.yb)
-            self._event('after_loss')
-            if self.training: self._train_step(i)
-            else:
+            with self._sync_ctx(model, stepping):
+                with self._autocast(): self.pred = model(*self.xb)
+                self._event('after_pred')
+                with self._autocast(): self.loss = self.loss_func(self.pred, self.yb)
+                self._event('after_loss')
+                if self.training: self._train_step(i)
+            if not self.training:
                 n = _n_items(self.yb)
                 self._vsums[0] += self.loss.detach().float() * n
                 for k, m in enumerate(self.metrics):
@@ -561,7 +694,9 @@ class Learner:
 
     # ---- epochs --------------------------------------------------------------------------------------
     def _train_epoch(self):
-        self.training, self.dl, self.n_iter = True, self.dls.train, len(self.dls.train)
+        self.training, self.dl, self.n_iter = True, self._tdl, len(self._tdl)
+        for sampler in (getattr(self.dl, 'sampler', None), getattr(self.dl, 'batch_sampler', None)):
+            if hasattr(sampler, 'set_epoch'): sampler.set_epoch(self.epoch)  # a DistributedSampler reshuffles per epoch
         self._train_mode()
         self.opt.zero_grad()
         self._event('before_train')
@@ -569,7 +704,8 @@ class Learner:
         self._event('after_train')
 
     def _validate(self, dl):
-        "Loss and metrics on `dl` (means over its items), running the validation events."
+        "Loss and metrics on `dl` (means over its items, and over the ranks under torch.distributed), running the validation events."
+        dl = self._loader(dl, train=False)
         self.training, self.dl, self.n_iter = False, dl, len(dl)
         self.model.eval()
         self._vsums = [torch.zeros((), device=self.device) for _ in range(1 + len(self.metrics))]
@@ -577,7 +713,11 @@ class Learner:
         self._event('before_validate')
         with torch.no_grad():
             for i, b in enumerate(dl): self._one_batch(i, b)
-        self.valid_results = [float(s / self._vn) if self._vn else float('nan') for s in self._vsums]
+        if _dist_on():  # item-weighted means over the ranks: sum the sums and the counts
+            tot = _sum_over_ranks(torch.stack([s.detach().double().cpu() for s in self._vsums]
+                                              + [torch.tensor(float(self._vn), dtype=torch.float64)]))
+            self.valid_results = [float(s / tot[-1]) if tot[-1] else float('nan') for s in tot[:-1]]
+        else: self.valid_results = [float(s / self._vn) if self._vn else float('nan') for s in self._vsums]
         self._event('after_validate')
         return self.valid_results
 
@@ -594,13 +734,14 @@ class Learner:
                 if self.dls.valid is not None: self._validate(self.dls.valid)
             except CancelEpochException: pass
             self._in_epoch, self._epochs_done = False, epoch + 1
+            if _dist_on(): self.recorder.reduce_epoch(_sum_over_ranks)
             self.recorder.end_epoch(self)
             self._event('after_epoch')
 
     # ---- fit -----------------------------------------------------------------------------------------
     def _steps_per_epoch(self):
-        "Optimizer steps in one epoch: ceil(batches / grad_accum)."
-        return math.ceil(len(self.dls.train) / self.grad_accum)
+        "Optimizer steps in one epoch: ceil(batches / grad_accum), the batches of this rank's share under torch.distributed."
+        return math.ceil(len(self._train_loader()) / self.grad_accum)
 
     def _check_settings(self):
         "Re-check the settings a user may have changed since __init__."
@@ -651,6 +792,7 @@ class Learner:
         opt, new_opt = self._opt_for(groups, lrs)
         if wd is None: wd = self.wd
         if wd is not None: self._check_wd_support(opt, 'wd')
+        for cb in self.cbs + cbs: cb.check(self)
         # every argument is valid: only now change anything
         if new_opt: self.opt, self._opt_key = opt, (self.opt_func, _param_key(groups))
         if ckpt is not None: self._apply_ckpt(ckpt)
@@ -659,6 +801,7 @@ class Learner:
         self.n_epoch, self.start_epoch, self.step, self._spe, self.total_steps = n_epoch, start_epoch, step0, spe, total
         self.sched, self.group_mults, self._lr_table, self._mom_table = sched, [float(m) for m in mults], lr_table, mom_table
         self._fit_started, self._epochs_done, self._in_epoch, self.in_fit = True, start_epoch, False, True
+        self._tdl, self._fwd = self._train_loader(), self._dist_model()
         self._hs = _handlers(self.cbs + cbs)
         ok = False
         try:
@@ -680,9 +823,7 @@ class Learner:
     # ---- validation and predictions ------------------------------------------------------------------
     def validate(self, dl=None):
         "`[loss, *metrics]` on `dl` (default: the validation set), as means over its items."
-        dl = self.dls.valid if dl is None else dl
-        if dl is None: raise ValueError("`dl`: the Learner has no validation DataLoader; pass one")
-        if len(dl) == 0: raise ValueError("`dl` is empty: it must yield at least 1 batch")
+        dl = _check_eval_dl(self.dls.valid if dl is None else dl)
         keep = (self.training, getattr(self, 'dl', None), getattr(self, 'n_iter', None), self.valid_results)
         modes = [m.training for m in self.model.modules()]
         try: return list(self._validate(dl))
@@ -692,8 +833,7 @@ class Learner:
 
     def get_preds(self, dl=None):
         "Model outputs and targets on `dl` (default: the validation set), concatenated on the CPU."
-        dl = self.dls.valid if dl is None else dl
-        if dl is None: raise ValueError("`dl`: the Learner has no validation DataLoader; pass one")
+        dl = _check_eval_dl(self.dls.valid if dl is None else dl)
         modes = [m.training for m in self.model.modules()]
         self.model.eval()
         preds, targs = [], []
@@ -714,12 +854,15 @@ class Learner:
                     mid_epoch=self._in_epoch, sched=_sched_key(self.sched), group_mults=list(self.group_mults))
 
     def _file(self, name):
+        if not isinstance(name, (str, Path)) or not str(name):
+            raise TypeError(f"`name` must be a non-empty str (a name in path/model_dir) or a path ending in .pth, got {name!r}")
         p = Path(name)
         return p if p.suffix == '.pth' else self.path / self.model_dir / f'{name}.pth'
 
     def save(self, name, with_opt=True):
-        "Save model, optimizer (`with_opt`), fit position, Recorder and RNG states to path/model_dir/`name`.pth."
+        "Save model, optimizer (`with_opt`), fit position, Recorder and RNG states to path/model_dir/`name`.pth (only rank 0 writes)."
         file = self._file(name)
+        if not _is_main(): return file  # under torch.distributed every rank holds the same state
         file.parent.mkdir(parents=True, exist_ok=True)
         state = dict(model=self.model.state_dict(), opt=self.opt.state_dict() if with_opt and self.opt is not None else None,
                      scaler=self.scaler.state_dict() if self.scaler is not None else None, fit=self._fit_position(),
@@ -856,7 +999,11 @@ class Learner:
         freeze_epochs = _check_int(freeze_epochs, 'freeze_epochs', 0)
         base_lr = _check_real(base_lr, 'base_lr', 0)
         lr_mult = _check_real(lr_mult, 'lr_mult', 1, lo_open=False)
-        # build (and so check) the second phase's schedule before the first phase changes anything
+        wd, cbs = _check_real(wd, 'wd', 0, lo_open=False, allow_none=True), _check_cbs(cbs)
+        self._check_settings()
+        if wd is not None: self._check_wd_support(self.opt, 'wd')
+        for cb in self.cbs + cbs: cb.check(self)
+        # build (and so check) the second phase's schedule before the first phase changes anything (freezing)
         one_cycle(base_lr, epochs * self._steps_per_epoch(), pct_start=pct_start, div=div)
         if freeze_epochs:
             self.freeze()
@@ -890,15 +1037,16 @@ class Learner:
         self._check_settings()
         opt, new_opt = self._opt_for(self._groups(), lrs)
         if new_opt: self.opt, self._opt_key = opt, (self.opt_func, _param_key(self._groups()))
+        model = self._dist_model()  # under torch.distributed the ranks stay in step (with restore=False too)
         snap = self._snapshot() if restore else None
         losses = []
         try:
-            *xb, yb = _to_device(next(iter(self.dls.train)), self.device)
+            *xb, yb = _to_device(next(iter(self._train_loader())), self.device)
             for g, l in zip(self.opt.param_groups, lrs): g['lr'] = float(l)
             self._train_mode()
             for _ in range(n_steps):
                 self.opt.zero_grad()
-                with self._autocast(): loss = self.loss_func(self.model(*xb), yb)
+                with self._autocast(): loss = self.loss_func(model(*xb), yb)
                 self._backward(loss); self._clip(); self._opt_step()
                 losses.append(loss.detach().float())
             losses = torch.stack(losses).tolist()
@@ -912,15 +1060,20 @@ class Learner:
         self.model.train()
         if self._frozen is not None and not self._frozen[1]: set_bn_eval(self.model, self._groups(), self._frozen[0])
 
-    def _lr_find_step_fn(self):
-        "A `step_fn(xb, yb)` for `lr_find`: this Learner's forward/backward/step (AMP, clipping, accumulation)."
-        pending, started = [], []
+    def _lr_find_fns(self):
+        "`(step_fn, before_run)` for `lr_find`: this Learner's forward/backward/step (AMP, clipping, accumulation, DDP) and the start of each run."
+        pending, model = [], [self.model]
+        def before_run():
+            # every run starts from the restored state -- the caller's modes (eval?) and no micro-batches pending
+            pending.clear()
+            model[0] = self._dist_model()  # wrapped here, after lr_find has checked its arguments
+            self._train_mode()
         def step_fn(xb, yb):
-            if not started: self._train_mode(); started.append(True)  # lr_find leaves the mode to a custom step_fn
             xb, yb = _to_device(xb, self.device), _to_device(yb, self.device)
             if not pending: self.opt.zero_grad()
-            with self._autocast(): loss = self.loss_func(self.model(*(xb if isinstance(xb, (tuple, list)) else (xb,))), yb)
-            self._backward(loss / self.grad_accum if self.grad_accum > 1 else loss)
+            with self._sync_ctx(model[0], stepping=len(pending) + 1 >= self.grad_accum):
+                with self._autocast(): loss = self.loss_func(model[0](*(xb if isinstance(xb, (tuple, list)) else (xb,))), yb)
+                self._backward(loss / self.grad_accum if self.grad_accum > 1 else loss)
             pending.append(loss.detach().float())
             if len(pending) < self.grad_accum: return None  # no optimizer step yet: the sweep waits
             self._clip()
@@ -928,31 +1081,52 @@ class Learner:
             self.opt.zero_grad()
             mean = torch.stack(pending).mean().item(); pending.clear()
             return mean if stepped else None
-        return step_fn
+        return step_fn, before_run
 
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, mode='exp', **kwargs):
         "The LR range test (`cyclr.lr_find.lr_find`) with this Learner's model, data, optimizer and step; the Recorder is untouched."
+        own = {'model', 'train_dl', 'loss_func', 'optimizer', 'device', 'step_fn', 'before_run'}
+        allowed = [k for k in inspect.signature(lr_find).parameters if k not in own]
+        for k in kwargs:
+            if k not in allowed: raise TypeError(f"`{k}` is not an argument of Learner.lr_find; it takes {', '.join(allowed)}")
         self._check_settings()
+        sweep_lrs(start_lr, end_lr, num_it, mode)  # checked before anything changes
+        extra = kwargs.pop('extra_state', ())
+        if not isinstance(extra, (list, tuple)):
+            raise TypeError(f"`extra_state` must be a list or tuple of objects with state_dict() and load_state_dict(), got {extra!r}")
+        extra = tuple(extra) + ((self.scaler,) if self.scaler is not None else ())
+        if not _is_main(): kwargs['show_plot'] = False  # one plot for the whole run
         groups = self._groups()
         opt, new_opt = self._opt_for(groups, _spread(self.lr, len(groups), 'lr'))
+        kept = self.opt, self._opt_key
         if new_opt: self.opt, self._opt_key = opt, (self.opt_func, _param_key(groups))
-        extra = tuple(kwargs.pop('extra_state', ())) + ((self.scaler,) if self.scaler is not None else ())
-        return lr_find(self.model, self.dls.train, self.loss_func, self.opt, start_lr=start_lr, end_lr=end_lr,
-                       num_it=num_it, stop_div=stop_div, mode=mode, device=self.device,
-                       step_fn=self._lr_find_step_fn(), extra_state=extra, **kwargs)
+        step_fn, before_run = self._lr_find_fns()
+        try:
+            return lr_find(self.model, self._train_loader(), self.loss_func, self.opt, start_lr=start_lr, end_lr=end_lr,
+                           num_it=num_it, stop_div=stop_div, mode=mode, device=self.device,
+                           step_fn=step_fn, before_run=before_run, extra_state=extra, **kwargs)
+        except BaseException:
+            self.opt, self._opt_key = kept  # a rejected or interrupted test leaves even the optimizer object as it was
+            raise
 
-# %% ../nbs/04_learner.ipynb #7162fbf9
+# %% ../nbs/04_learner.ipynb #375444fa
 class SaveModelCallback(Callback):
     "Save a checkpoint after each epoch (`every_epoch`) or when `monitor` improves."
     order = 70
     def __init__(self, fname='model', every_epoch=False, monitor='valid_loss', with_opt=True):
+        if not isinstance(fname, str) or not fname: raise TypeError(f"`fname` must be a non-empty str, got {fname!r}")
+        for name, v in (('every_epoch', every_epoch), ('with_opt', with_opt)):
+            if not isinstance(v, bool): raise TypeError(f"`{name}` must be True or False, got {v!r}")
+        if not isinstance(monitor, str): raise TypeError(f"`monitor` must be the name of a column of the epoch table, got {monitor!r}")
         self.fname, self.every_epoch, self.monitor, self.with_opt, self.saved = fname, every_epoch, monitor, with_opt, []
+
+    def check(self, learn):
+        names = ['train_loss', 'valid_loss', *learn.metric_names]
+        if not self.every_epoch and self.monitor not in names:
+            raise ValueError(f"`monitor` must be one of {names}, got {self.monitor!r}")
 
     def before_fit(self, learn):
         self.best = None
-        names = learn.recorder.metric_names
-        if not self.every_epoch and self.monitor not in names:
-            raise ValueError(f"`monitor` must be one of {names}, got {self.monitor!r}")
         # losses and error rates improve downwards, other metrics upwards
         self._lower = 'loss' in self.monitor or 'error' in self.monitor
 
@@ -964,3 +1138,13 @@ class SaveModelCallback(Callback):
         if self.best is None or (v < self.best if self._lower else v > self.best):
             self.best = v
             self.saved.append(learn.save(self.fname, with_opt=self.with_opt))
+
+# %% ../nbs/04_learner.ipynb #2fe97bba
+class TerminateOnNaNCallback(Callback):
+    "End the fit before the backward pass of the first training batch whose loss is NaN or infinite."
+    order = -10  # before any callback that would use the loss
+    def after_loss(self, learn):
+        if not learn.training: return
+        bad = float(not bool(torch.isfinite(learn.loss.detach()).all()))
+        if _dist_on(): bad = float(_sum_over_ranks(torch.tensor(bad)))  # one rank's NaN stops them all
+        if bad: raise CancelFitException()

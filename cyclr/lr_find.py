@@ -6,7 +6,7 @@
 __all__ = ['Spread', 'sweep_lrs', 'smooth_losses', 'minimum', 'steep', 'valley', 'slide', 'one_cycle_max', 'clr_bounds',
            'LRFindResult', 'lr_find']
 
-# %% ../nbs/03_lr_find.ipynb #cd391c31
+# %% ../nbs/03_lr_find.ipynb #2f1e4fa9
 import copy
 import dataclasses
 import math
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-# %% ../nbs/03_lr_find.ipynb #0e3747da
+# %% ../nbs/03_lr_find.ipynb #13e7c2e6
 def _check_real(name, value, lo=None, hi=None, lo_open=True, hi_open=True, finite=True):
     "Raise TypeError unless `value` is a real number, ValueError unless it is finite and inside `lo`..`hi`."
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -60,7 +60,7 @@ def sweep_lrs(start_lr, end_lr, num_it, mode='exp'):
     if mode == 'exp': return start_lr * (end_lr / start_lr) ** pos
     return start_lr + (end_lr - start_lr) * pos
 
-# %% ../nbs/03_lr_find.ipynb #57b7592e
+# %% ../nbs/03_lr_find.ipynb #ba255eab
 def smooth_losses(losses, beta=0.98):
     "Bias-corrected exponential moving average of `losses`; `beta` is the weight on the past, in [0, 1)."
     beta = _check_real('beta', beta, lo=0, hi=1, lo_open=False)
@@ -71,7 +71,7 @@ def smooth_losses(losses, beta=0.98):
         out[i] = avg / (1 - beta ** (i + 1))
     return out
 
-# %% ../nbs/03_lr_find.ipynb #6cb69eb3
+# %% ../nbs/03_lr_find.ipynb #07c76e7c
 def _as_curve(lrs, losses, min_len=1):
     "`lrs` and `losses` as float arrays of equal length >= `min_len`."
     lrs, losses = np.asarray(lrs, dtype=np.float64).ravel(), np.asarray(losses, dtype=np.float64).ravel()
@@ -132,7 +132,7 @@ def clr_bounds(lrs, losses, lo=.1, hi=.9):
     top = lrs[np.argmax(losses <= level - hi * drop)]
     return (float(base), float(top))
 
-# %% ../nbs/03_lr_find.ipynb #ceb7e05b
+# %% ../nbs/03_lr_find.ipynb #7580edb0
 def _clone(value):
     "A detached copy of a tensor, or a deep copy of anything else."
     return value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
@@ -227,7 +227,7 @@ class _Snapshot:
         for g, _ in self.generators: g.manual_seed(seed + 1)
         for sampler, epoch in self.epochs: sampler.set_epoch(epoch + run)
 
-# %% ../nbs/03_lr_find.ipynb #94415764
+# %% ../nbs/03_lr_find.ipynb #9506d862
 Spread = namedtuple('Spread', 'min median max gstd')
 Spread.__doc__ = "How a suggestion varied over `n_runs` runs: `min`, geometric `median`, `max`, and `gstd` = exp(std(log lr))."
 
@@ -265,6 +265,13 @@ def _geo_median(values):
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values) & (values > 0)]
     return float(np.exp(np.median(np.log(values)))) if len(values) else math.nan
+
+def _spread_of(values):
+    "The `Spread` of one rule's suggestions over the runs; all NaN (and no warning) when no run gave a usable one."
+    values = np.asarray(values, dtype=np.float64)
+    ok = values[np.isfinite(values) & (values > 0)]
+    if not len(ok): return Spread(math.nan, math.nan, math.nan, math.nan)
+    return Spread(float(ok.min()), _geo_median(ok), float(ok.max()), float(np.exp(np.std(np.log(ok)))))
 
 @dataclasses.dataclass(repr=False, eq=False)  # eq=False: arrays have no single truth value
 class LRFindResult:
@@ -336,7 +343,7 @@ class LRFindResult:
         fig.tight_layout()
         return fig
 
-# %% ../nbs/03_lr_find.ipynb #a44b5767
+# %% ../nbs/03_lr_find.ipynb #be30549e
 def _reduce_mean(value, weight=1.):
     "The `weight`-weighted mean of `value` over the ranks of torch.distributed (`None` on a rank that has none)."
     if not (dist.is_available() and dist.is_initialized()): return value
@@ -466,7 +473,7 @@ def _sweep(model, train_dl, step_fn, optimizer, sched, ratios, device, beta, sto
                 valid_scores=arr(v_scores) if valid_dl is not None else None,
                 valid_steps=np.asarray(v_steps, dtype=np.int64) if valid_dl is not None else None)
 
-# %% ../nbs/03_lr_find.ipynb #2c9401b5
+# %% ../nbs/03_lr_find.ipynb #262b686b
 def _in_ipython():
     "True inside Jupyter or IPython, where a plot can be shown."
     try: from IPython import get_ipython
@@ -481,7 +488,7 @@ def _check_loader(name, dl):
     if n == 0: raise ValueError(f"`{name}` is empty; it needs at least 1 batch")
 
 def _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, valid_dl, valid_metric, valid_every,
-                n_runs, device, step_fn, show_plot, progress, extra_state, max_skips):
+                n_runs, device, step_fn, show_plot, progress, extra_state, max_skips, before_run=None):
     "Raise TypeError/ValueError for a bad argument of `lr_find`, before anything is changed."
     if not isinstance(model, nn.Module): raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
     groups = getattr(optimizer, 'param_groups', None)
@@ -492,6 +499,8 @@ def _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, v
     _check_loader('train_dl', train_dl)
     if valid_dl is not None: _check_loader('valid_dl', valid_dl)
     if step_fn is not None and not callable(step_fn): raise TypeError(f"`step_fn` must be callable or None, got {step_fn!r}")
+    if before_run is not None and not callable(before_run):
+        raise TypeError(f"`before_run` must be a function of no arguments or None, got {before_run!r}")
     if valid_metric is not None:
         if not callable(valid_metric): raise TypeError(f"`valid_metric` must be callable (preds, targets) -> scalar or None, got {valid_metric!r}")
         if valid_dl is None: raise ValueError("`valid_metric` needs `valid_dl`: the metric is computed on validation data")
@@ -507,6 +516,8 @@ def _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, v
     _check_int('valid_every', valid_every, 1)
     _check_int('n_runs', n_runs, 1)
     _check_int('max_skips', max_skips, 0)
+    if not isinstance(extra_state, (list, tuple)):
+        raise TypeError(f"`extra_state` must be a list or tuple of objects with state_dict() and load_state_dict(), got {extra_state!r}")
     for obj in extra_state:
         if not (hasattr(obj, 'state_dict') and hasattr(obj, 'load_state_dict')):
             raise TypeError(f"`extra_state` must hold objects with state_dict() and load_state_dict(), got {obj!r}")
@@ -516,7 +527,7 @@ def _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, v
         except RuntimeError as e: raise ValueError(f"`device` must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
     return device
 
-# %% ../nbs/03_lr_find.ipynb #59dc16bb
+# %% ../nbs/03_lr_find.ipynb #0378b375
 def lr_find(model, train_dl, loss_func, optimizer,
             start_lr=1e-7,     # LR of the first step (of the last param group; the others keep their ratio to it)
             end_lr=10,         # LR of the last step
@@ -535,11 +546,12 @@ def lr_find(model, train_dl, loss_func, optimizer,
             show_plot=None,    # plot the result; None: only inside Jupyter/IPython
             progress=False,    # show a tqdm progress bar
             extra_state=(),    # more objects with state_dict()/load_state_dict() to restore afterwards (a GradScaler)
-            max_skips=100):    # stop after more than this many skipped steps in a row
+            max_skips=100,     # stop after more than this many skipped steps in a row
+            before_run=None):  # called with no arguments at the start of every run, after the state was restored
     "Smith's LR range test on `model`: train with an LR rising from `start_lr` to `end_lr`, then restore every state."
     start_lr, end_lr, num_it = _check_sweep(start_lr, end_lr, num_it, mode)
     device = _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, valid_dl, valid_metric,
-                         valid_every, n_runs, device, step_fn, show_plot, progress, extra_state, max_skips)
+                         valid_every, n_runs, device, step_fn, show_plot, progress, extra_state, max_skips, before_run)
     suggest_funcs, _ = _rule_names(suggest_funcs)
     beta, div_th = float(beta), float(div_th)
     if device is None: device = next(model.parameters(), torch.empty(0)).device
@@ -554,6 +566,7 @@ def lr_find(model, train_dl, loss_func, optimizer,
     try:
         for run in range(n_runs):
             if run: snap.restore(); snap.reseed(run)
+            if before_run is not None: before_run()
             rec = _sweep(model, train_dl, step_fn or _plain_step(model, loss_func, optimizer), optimizer, sched, ratios,
                          device, beta, stop_div, div_th, valid_dl, loss_func, valid_metric, valid_every, max_skips,
                          set_train=step_fn is None, bar=bar)
@@ -571,8 +584,7 @@ def lr_find(model, train_dl, loss_func, optimizer,
     if n_runs > 1:
         names = res.suggestions._fields
         by_rule = {k: np.array([getattr(r.suggestions, k) for r in runs]) for k in names}
-        spread = {k: Spread(float(np.nanmin(v)), _geo_median(v), float(np.nanmax(v)),
-                            float(np.exp(np.std(np.log(v[np.isfinite(v) & (v > 0)]))))) for k, v in by_rule.items()}
+        spread = {k: _spread_of(v) for k, v in by_rule.items()}
         res = dataclasses.replace(res, suggestions=type(res.suggestions)(*(spread[k].median for k in names)),
                                   clr_range=tuple(_geo_median([r.clr_range[j] for r in runs]) for j in range(2)),
                                   runs=runs, spread=spread)
