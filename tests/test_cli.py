@@ -31,6 +31,8 @@ class TestConsoleScript:
         (['plot', 'cyclic', '--base_lr', '1e-2', '--max_lr', '1e-3'], '`base_lr`'),
         (['plot', 'sgdr', '--lr_max', '0.1', '--T_0', '10', '--T_mult', '0.5'], '`T_mult`'),
         (['plot', 'one_cycle', '--lr', '1e-2'], "'lr'"),
+        (['plot', 'one_cycle', '--lr_max', '1e-2'], '--total_steps'),
+        (['plot', 'cosine', '--lr_max', 'nan', '--total_steps', '10'], '(0, inf)'),
         (['plot', 'warm_restarts'], 'unknown policy'),
         (['plot', 'cosine', '--lr_max'], '--lr_max needs a value'),
         (['plot', 'cosine', '--lr_max', '0.1', '--total_steps', '100', '--steps', '0'], '--steps'),
@@ -54,10 +56,16 @@ class TestConsoleScript:
 def test_every_policy_parameter_is_reachable_from_the_command_line():
     import inspect
     for name, fn in POLICIES.items():
-        params = [p for p in inspect.signature(fn).parameters]
-        assert parse_policy_args(name, [f'--{params[0]}', '0.1'])[params[0]] == 0.1
+        params = inspect.signature(fn).parameters
+        args = [a for n in params for a in (f'--{n}', '7')]
+        assert parse_policy_args(name, args) == {n: 7 for n in params}
+
+def test_missing_required_parameters_are_named_and_nan_is_a_number():
+    with pytest.raises(CLIError, match='cosine needs --lr_max, --total_steps'): parse_policy_args('cosine', [])
+    kw = parse_policy_args('cosine', ['--lr_max', 'nan', '--total_steps', 'inf'])
+    assert np.isnan(kw['lr_max']) and kw['total_steps'] == float('inf')
 
 def test_values_are_python_literals_and_names_stay_strings():
-    kw = parse_policy_args('cyclic', ['--step_size=300', '--mode', 'exp_range', '--moms', '[0.9, 0.8]'])
-    assert kw == dict(step_size=300, mode='exp_range', moms=[0.9, 0.8])
+    kw = parse_policy_args('cyclic', ['--base_lr', '1e-3', '--max_lr', '1e-2', '--step_size=300', '--mode', 'exp_range', '--moms', '[0.9, 0.8]'])
+    assert kw == dict(base_lr=1e-3, max_lr=1e-2, step_size=300, mode='exp_range', moms=[0.9, 0.8])
     with pytest.raises(CLIError, match='expected --name value'): parse_policy_args('cyclic', ['step_size', '3'])
