@@ -6,7 +6,7 @@
 __all__ = ['Spread', 'sweep_lrs', 'smooth_losses', 'minimum', 'steep', 'valley', 'slide', 'one_cycle_max', 'clr_bounds',
            'LRFindResult', 'lr_find']
 
-# %% ../nbs/03_lr_find.ipynb #2f1e4fa9
+# %% ../nbs/03_lr_find.ipynb #53454ea2
 import copy
 import dataclasses
 import math
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-# %% ../nbs/03_lr_find.ipynb #13e7c2e6
+# %% ../nbs/03_lr_find.ipynb #db449e16
 def _check_real(name, value, lo=None, hi=None, lo_open=True, hi_open=True, finite=True):
     "Raise TypeError unless `value` is a real number, ValueError unless it is finite and inside `lo`..`hi`."
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -60,7 +60,7 @@ def sweep_lrs(start_lr, end_lr, num_it, mode='exp'):
     if mode == 'exp': return start_lr * (end_lr / start_lr) ** pos
     return start_lr + (end_lr - start_lr) * pos
 
-# %% ../nbs/03_lr_find.ipynb #ba255eab
+# %% ../nbs/03_lr_find.ipynb #2ff36f43
 def smooth_losses(losses, beta=0.98):
     "Bias-corrected exponential moving average of `losses`; `beta` is the weight on the past, in [0, 1)."
     beta = _check_real('beta', beta, lo=0, hi=1, lo_open=False)
@@ -71,7 +71,7 @@ def smooth_losses(losses, beta=0.98):
         out[i] = avg / (1 - beta ** (i + 1))
     return out
 
-# %% ../nbs/03_lr_find.ipynb #07c76e7c
+# %% ../nbs/03_lr_find.ipynb #080c9a5b
 def _as_curve(lrs, losses, min_len=1):
     "`lrs` and `losses` as float arrays of equal length >= `min_len`."
     lrs, losses = np.asarray(lrs, dtype=np.float64).ravel(), np.asarray(losses, dtype=np.float64).ravel()
@@ -86,9 +86,10 @@ def minimum(lrs, losses):
     return float(lrs[np.argmin(losses)] / 10)
 
 def steep(lrs, losses):
-    "The learning rate at which `losses` falls fastest against log LR."
+    "The learning rate at which `losses` falls fastest against log LR, up to its minimum (never in the blow-up after it)."
     lrs, losses = _as_curve(lrs, losses, 2)
-    return float(lrs[np.argmin(np.gradient(losses, np.log(lrs)))])
+    slopes = np.gradient(losses, np.log(lrs))
+    return float(lrs[np.argmin(slopes[:int(np.argmin(losses)) + 1])])
 
 def valley(lrs, losses):
     "About half-way along the longest valley (longest decreasing subsequence) of `losses`, as fastai's `valley`."
@@ -116,7 +117,7 @@ def slide(lrs, losses, lr_diff=15, thresh=.005, adjust_value=1.):
         right, left = right - 1, left - 1
     return float(lr * adjust_value)
 
-def one_cycle_max(lrs, losses, div=3.):
+def one_cycle_max(lrs, losses, div=4.):
     "The learning rate at which `losses` stops improving (its minimum) divided by `div` (Smith: 3 to 4), a peak LR for one cycle."
     lrs, losses = _as_curve(lrs, losses)
     return float(lrs[np.argmin(losses)] / div)
@@ -132,7 +133,7 @@ def clr_bounds(lrs, losses, lo=.1, hi=.9):
     top = lrs[np.argmax(losses <= level - hi * drop)]
     return (float(base), float(top))
 
-# %% ../nbs/03_lr_find.ipynb #7580edb0
+# %% ../nbs/03_lr_find.ipynb #5f786c97
 def _clone(value):
     "A detached copy of a tensor, or a deep copy of anything else."
     return value.detach().clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
@@ -227,7 +228,7 @@ class _Snapshot:
         for g, _ in self.generators: g.manual_seed(seed + 1)
         for sampler, epoch in self.epochs: sampler.set_epoch(epoch + run)
 
-# %% ../nbs/03_lr_find.ipynb #9506d862
+# %% ../nbs/03_lr_find.ipynb #08ec4de2
 Spread = namedtuple('Spread', 'min median max gstd')
 Spread.__doc__ = "How a suggestion varied over `n_runs` runs: `min`, geometric `median`, `max`, and `gstd` = exp(std(log lr))."
 
@@ -343,7 +344,7 @@ class LRFindResult:
         fig.tight_layout()
         return fig
 
-# %% ../nbs/03_lr_find.ipynb #be30549e
+# %% ../nbs/03_lr_find.ipynb #3a9f77a0
 def _reduce_mean(value, weight=1.):
     "The `weight`-weighted mean of `value` over the ranks of torch.distributed (`None` on a rank that has none)."
     if not (dist.is_available() and dist.is_initialized()): return value
@@ -473,7 +474,7 @@ def _sweep(model, train_dl, step_fn, optimizer, sched, ratios, device, beta, sto
                 valid_scores=arr(v_scores) if valid_dl is not None else None,
                 valid_steps=np.asarray(v_steps, dtype=np.int64) if valid_dl is not None else None)
 
-# %% ../nbs/03_lr_find.ipynb #262b686b
+# %% ../nbs/03_lr_find.ipynb #3b458d00
 def _in_ipython():
     "True inside Jupyter or IPython, where a plot can be shown."
     try: from IPython import get_ipython
@@ -527,7 +528,7 @@ def _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, v
         except RuntimeError as e: raise ValueError(f"`device` must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from e
     return device
 
-# %% ../nbs/03_lr_find.ipynb #0378b375
+# %% ../nbs/03_lr_find.ipynb #9daa6a06
 def lr_find(model, train_dl, loss_func, optimizer,
             start_lr=1e-7,     # LR of the first step (of the last param group; the others keep their ratio to it)
             end_lr=10,         # LR of the last step
@@ -536,7 +537,7 @@ def lr_find(model, train_dl, loss_func, optimizer,
             mode='exp',        # 'exp': geometric LR steps; 'linear': arithmetic ones
             beta=0.98,         # weight on the past in the bias-corrected moving average of the loss, in [0, 1)
             div_th=4.,         # divergence threshold, a multiple (> 1) of the best smoothed loss
-            suggest_funcs=(minimum, steep, valley, slide),  # rules (lrs, losses) -> lr; their names name the suggestions
+            suggest_funcs=(minimum, steep, valley, slide, one_cycle_max),  # rules (lrs, losses) -> lr; their names name the suggestions
             valid_dl=None,     # Smith's variant: score the model on these (xb, yb) batches after each step
             valid_metric=None, # with `valid_dl`: (preds, targets) -> scalar, higher is better; None scores `loss_func`
             valid_every=1,     # with `valid_dl`: score every this many steps
