@@ -147,18 +147,7 @@ def ablate(opt_func, rounds=40, n_epoch=10):
     data = precollated()
     def mk(): return Learner(data, tiny_model(), nn.CrossEntropyLoss(), opt_func=opt_func, lr=LR, metrics=accuracy, progress=False)
     variants = {'stock': mk()}
-    one_zero = mk()
-    orig_zero = one_zero.opt.zero_grad
-    # the Learner zeroes the gradients at the start of each step's batch group, when the previous step (or the epoch's
-    # start) has zeroed them already, and again after the step: skip the first of the two, keep the second
-    def train_step(i, self=one_zero, inner=one_zero._train_step):
-        if i % self.grad_accum == 0:
-            def skip_once(*a, **k): self.opt.zero_grad = orig_zero
-            self.opt.zero_grad = skip_once
-        try: inner(i)
-        finally: self.opt.zero_grad = orig_zero
-    one_zero._train_step = train_step
-    variants['1 zero_grad per step'] = one_zero
+    # (a '1 zero_grad per step' variant was here: the Learner now zeroes the gradients once per step itself)
     no_rec = mk()
     no_rec.recorder.log_loss = lambda *a, **k: None
     no_rec.recorder.log_step = lambda *a, **k: None

@@ -6,7 +6,7 @@
 __all__ = ['OverfitResult', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'Recorder',
            'ProgressCallback', 'Learner', 'SaveModelCallback', 'TerminateOnNaNCallback']
 
-# %% ../nbs/04_learner.ipynb #a0ab0721
+# %% ../nbs/04_learner.ipynb #e6de6eb6
 import contextlib
 import copy
 import math
@@ -33,7 +33,7 @@ from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .lr_find import lr_find, sweep_lrs
 
-# %% ../nbs/04_learner.ipynb #f81c75ad
+# %% ../nbs/04_learner.ipynb #43829319
 _EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
            'before_backward', 'after_backward', 'before_step', 'after_step', 'after_batch', 'after_train',
            'before_validate', 'after_validate', 'after_epoch', 'after_fit')
@@ -76,7 +76,7 @@ def _handlers(cbs):
     return {ev: [getattr(cb, ev) for cb in cbs if getattr(type(cb), ev, None) is not getattr(Callback, ev)
                  or ev in vars(cb)] for ev in _EVENTS}
 
-# %% ../nbs/04_learner.ipynb #1e8d4030
+# %% ../nbs/04_learner.ipynb #44b40c29
 def _get_mom(group):
     "A param group's momentum: Adam-style `betas[0]`, SGD-style `momentum`, or nan when it has neither."
     if 'betas' in group: return float(group['betas'][0])
@@ -105,7 +105,7 @@ class Recorder:
     def _flush(self):
         "Move the losses kept as tensors into the Python lists (one device synchronisation)."
         if not self._pending: return
-        vals = torch.stack([l.float() for l, _ in self._pending]).tolist()
+        vals = torch.stack([l for l, _ in self._pending]).float().tolist()  # one cast for all, not one per loss
         self._epoch_ns += [n for _, n in self._pending]
         self._pending = []
         self._extend(vals)
@@ -219,7 +219,7 @@ class Recorder:
         fig.tight_layout()
         return fig
 
-# %% ../nbs/04_learner.ipynb #98fa1d3f
+# %% ../nbs/04_learner.ipynb #b0f4f4c6
 def _in_notebook():
     "True inside a Jupyter kernel (HTML output), False in a terminal or a script."
     try: from IPython import get_ipython
@@ -288,7 +288,7 @@ class ProgressCallback(Callback):
 
     def after_fit(self, learn): self._close()
 
-# %% ../nbs/04_learner.ipynb #459f04f4
+# %% ../nbs/04_learner.ipynb #a3ef1e3b
 def _check_int(x, name, lo):
     "`x` as an int, or TypeError/ValueError naming `name` unless it is an integer >= `lo`."
     if isinstance(x, bool) or not isinstance(x, numbers.Integral):
@@ -373,10 +373,14 @@ def _resolve_amp(mixed_precision, device):
         return torch.float16
     raise ValueError(f"`mixed_precision` must be {allowed}, got {mixed_precision!r}")
 
-# %% ../nbs/04_learner.ipynb #c8160a8c
+# %% ../nbs/04_learner.ipynb #f0c23d41
+_NULL_CTX = contextlib.nullcontext()  # reusable: one instance for every batch when AMP / DDP's no_sync are off
+
 def _to_device(b, device):
     "Tensors in `b` (a tensor, or nested lists/tuples/dicts of them) moved to `device`."
-    if isinstance(b, torch.Tensor): return b.to(device, non_blocking=True)
+    if isinstance(b, torch.Tensor): return b if b.device == device else b.to(device, non_blocking=True)
+    # the common batch, a list or tuple of tensors already on `device`: as it is (no copy, no per-element calls)
+    if type(b) in (list, tuple) and all(isinstance(o, torch.Tensor) and o.device == device for o in b): return b
     if isinstance(b, (list, tuple)): return type(b)(_to_device(o, device) for o in b) if type(b) in (list, tuple) else [_to_device(o, device) for o in b]
     if isinstance(b, dict): return {k: _to_device(v, device) for k, v in b.items()}
     return b
@@ -426,7 +430,7 @@ def _set_rng_states(st, dls):
     if 'cuda' in st and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda']])
     for g, s in zip(_dl_generators(dls), st['generators']): g.set_state(s.cpu())
 
-# %% ../nbs/04_learner.ipynb #1e732f14
+# %% ../nbs/04_learner.ipynb #02d46986
 def _dist_on():
     "True when torch.distributed is initialised (a process group, e.g. under torchrun)."
     return dist.is_available() and dist.is_initialized()
@@ -470,7 +474,7 @@ def _shard_loader(dl, train=True, rank=None, world_size=None):
     sampler = DistributedSampler(dl.dataset, num_replicas=world_size, rank=rank, shuffle=type(dl.sampler) is RandomSampler, seed=seed)
     return _loader_like(dl, sampler)
 
-# %% ../nbs/04_learner.ipynb #80fb0916
+# %% ../nbs/04_learner.ipynb #7b46bfe7
 OverfitResult = namedtuple('OverfitResult', 'passed initial_loss final_loss losses')
 
 class Learner:
@@ -618,11 +622,11 @@ class Learner:
 
     def _sync_ctx(self, model, stepping):
         "DDP's `no_sync()` for a micro-batch that does not step: accumulated gradients are averaged once, at the stepping batch."
-        return model.no_sync() if isinstance(model, DistributedDataParallel) and not stepping else contextlib.nullcontext()
+        return model.no_sync() if not stepping and isinstance(model, DistributedDataParallel) else _NULL_CTX
 
     # ---- one batch -----------------------------------------------------------------------------------
     def _autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None else _NULL_CTX
 
     def _backward(self, loss):
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -653,7 +657,8 @@ class Learner:
         "Backward pass of batch `i`; an optimizer step when `i` ends a group of `grad_accum` batches."
         first = i - i % self.grad_accum
         size = min(self.grad_accum, self.n_iter - first)
-        if i == first: self.opt.zero_grad()
+        # no zero_grad here: a group starts with the gradients cleared by `_train_epoch`, by the previous group's
+        # `finally` below, or by `_one_batch` when a CancelBatchException ended the previous group's last batch
         self._event('before_backward')
         self._backward(self.loss / size if size > 1 else self.loss)
         self.recorder.log_loss(self.loss, _n_items(self.yb))
@@ -689,7 +694,9 @@ class Learner:
                 for k, m in enumerate(self.metrics):
                     self._vsums[k + 1] += torch.as_tensor(m(self.pred, self.yb)).detach().float().to(self.device) * n
                 self._vn += n
-        except CancelBatchException: pass
+        except CancelBatchException:
+            # a cancelled last batch of a group does not step: clear its group's gradients as the step would have
+            if self.training and stepping: self.opt.zero_grad()
         self._event('after_batch')
 
     # ---- epochs --------------------------------------------------------------------------------------
@@ -1064,13 +1071,13 @@ class Learner:
         "`(step_fn, before_run)` for `lr_find`: this Learner's forward/backward/step (AMP, clipping, accumulation, DDP) and the start of each run."
         pending, model = [], [self.model]
         def before_run():
-            # every run starts from the restored state -- the caller's modes (eval?) and no micro-batches pending
+            # every run starts from the restored state -- the caller's modes (eval?), no micro-batches pending and no
+            # gradients (after that, each optimizer step clears them)
             pending.clear()
+            self.opt.zero_grad()
             model[0] = self._dist_model()  # wrapped here, after lr_find has checked its arguments
             self._train_mode()
-        def step_fn(xb, yb):
-            xb, yb = _to_device(xb, self.device), _to_device(yb, self.device)
-            if not pending: self.opt.zero_grad()
+        def step_fn(xb, yb):  # lr_find has moved the batch to `device=self.device` already
             with self._sync_ctx(model[0], stepping=len(pending) + 1 >= self.grad_accum):
                 with self._autocast(): loss = self.loss_func(model[0](*(xb if isinstance(xb, (tuple, list)) else (xb,))), yb)
                 self._backward(loss / self.grad_accum if self.grad_accum > 1 else loss)
@@ -1079,7 +1086,7 @@ class Learner:
             self._clip()
             stepped = self._opt_step()
             self.opt.zero_grad()
-            mean = torch.stack(pending).mean().item(); pending.clear()
+            mean = pending[0].item() if len(pending) == 1 else torch.stack(pending).mean().item(); pending.clear()
             return mean if stepped else None
         return step_fn, before_run
 
@@ -1109,7 +1116,7 @@ class Learner:
             self.opt, self._opt_key = kept  # a rejected or interrupted test leaves even the optimizer object as it was
             raise
 
-# %% ../nbs/04_learner.ipynb #375444fa
+# %% ../nbs/04_learner.ipynb #e361b8fc
 class SaveModelCallback(Callback):
     "Save a checkpoint after each epoch (`every_epoch`) or when `monitor` improves."
     order = 70
@@ -1139,7 +1146,7 @@ class SaveModelCallback(Callback):
             self.best = v
             self.saved.append(learn.save(self.fname, with_opt=self.with_opt))
 
-# %% ../nbs/04_learner.ipynb #2fe97bba
+# %% ../nbs/04_learner.ipynb #3b95f583
 class TerminateOnNaNCallback(Callback):
     "End the fit before the backward pass of the first training batch whose loss is NaN or infinite."
     order = -10  # before any callback that would use the loss
