@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['init_distributed', 'destroy_distributed', 'get_rank', 'get_world_size', 'is_main_process', 'shard_loader']
 
-# %% ../nbs/07_distributed.ipynb #83789e87
+# %% ../nbs/07_distributed.ipynb #737a6077
 import datetime
 import os
 
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from .learner import _shard_loader
 
-# %% ../nbs/07_distributed.ipynb #af82c3a0
+# %% ../nbs/07_distributed.ipynb #e51a0163
 _BACKENDS = ('gloo', 'nccl', 'mpi')
 
 def init_distributed(backend=None,     # 'gloo', 'nccl' or 'mpi'; None: nccl with CUDA, else gloo
@@ -51,7 +51,7 @@ def is_main_process():
     "True on rank 0, the process that prints, plots and saves."
     return get_rank() == 0
 
-# %% ../nbs/07_distributed.ipynb #059d9c54
+# %% ../nbs/07_distributed.ipynb #9d880f75
 def shard_loader(dl,               # a torch DataLoader over a map-style dataset
                  train=True,       # True: DistributedSampler (shuffled if `dl` shuffles, padded); False: strided items, no padding
                  rank=None,        # whose share; None: this process's rank

@@ -49,7 +49,7 @@ class TestConsoleScript:
         assert r.returncode == 0, r.stderr
         for name in ['lr_find.png', 'schedule.png', 'losses.png']:
             assert Image.open(tmp_path / name).size[0] > 300
-        table = [l.split() for l in r.stdout.splitlines() if l.startswith(('constant', 'one_cycle'))]
+        table = [l.split() for l in r.stdout.splitlines() if l.startswith(('constant ', 'one_cycle ')) and len(l.split()) == 6]
         assert [row[0] for row in table] == ['constant', 'one_cycle']
         assert all(0 <= float(row[-1]) <= 1 for row in table)   # accuracy column
 

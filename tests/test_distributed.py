@@ -303,8 +303,12 @@ def test_the_notebook_script_under_torchrun(tmp_path):
     script = tmp_path / 'train.py'
     script.write_text(ns['train_py'])
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
-                        str(tmp_path)], capture_output=True, text=True, env=env, timeout=55)
+    for attempt in range(2):
+        p = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2', str(script),
+                            str(tmp_path)], capture_output=True, text=True, env=env, timeout=55)
+        # gloo's worker threads can abort a process at interpreter teardown after its work is done (a torch
+        # issue, about one run in ten on a loaded machine); only that exact failure earns a second run
+        if p.returncode == 0 or 'terminate called without an active exception' not in p.stderr: break
     assert p.returncode == 0, p.stderr[-3000:]
     lines = p.stdout.strip().splitlines()
     assert sum(l.startswith('epoch') for l in lines) == 1 and sum(l.startswith('world_size=2') for l in lines) == 1
