@@ -21,6 +21,7 @@ from cyclr.discriminative import freeze_to, group_param_dicts, set_bn_eval, spli
 from cyclr.distributed import init_distributed, shard_loader
 from cyclr.learner import Learner, Recorder, SaveModelCallback
 from cyclr.lr_find import lr_find, smooth_losses, sweep_lrs
+from _helpers import assert_same
 
 try: from cyclr.widgets import schedule_explorer  # being finished in parallel: test it when it imports
 except Exception: schedule_explorer = None
@@ -68,16 +69,6 @@ def state(learn):
                 gen=learn.dls.train.generator.get_state())
 
 
-def assert_same(a, b, path='state'):
-    if isinstance(a, torch.Tensor): assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), path
-    elif isinstance(a, np.ndarray): assert np.array_equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a: assert_same(a[k], b[k], f'{path}[{k!r}]')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): assert_same(x, y, f'{path}[{i}]')
-    else: assert a is b or a == b, path
 
 
 def case(id, call, exc, *words, xfail=None, skip=None):

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cyclr.lr_find import (LRFindResult, clr_bounds, lr_find, minimum, one_cycle_max, slide, smooth_losses, steep,
                            sweep_lrs, valley)
+from _helpers import assert_same
 
 torch.set_num_threads(1)
 
@@ -69,19 +70,6 @@ def snapshot(model, opt, *loaders):
         torch_rng=torch.get_rng_state(), np_rng=np.random.get_state(), py_rng=random.getstate(),
         gens=[g.get_state() for g in gens])
 
-def assert_same(a, b, path='state'):
-    "Bit-exact equality, recursively (tensors: same dtype, shape and bits)."
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, np.ndarray): assert np.array_equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a: assert_same(a[k], b[k], f'{path}[{k!r}]')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): assert_same(x, y, f'{path}[{i}]')
-    else: assert a == b, path
 
 LOSS = nn.CrossEntropyLoss()
 OPTS = {'sgd_momentum': lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),

@@ -19,6 +19,7 @@ from cyclr.discriminative import split_by_children
 from cyclr.learner import Callback, Learner, SaveModelCallback, TerminateOnNaNCallback
 from cyclr.metrics import accuracy
 from cyclr.schedules import cosine
+from _helpers import assert_same
 
 torch.set_num_threads(1)
 SPE = 4  # 128 digits in batches of 32
@@ -63,16 +64,6 @@ def full_state(learn):
                 gen=learn.dls.train.generator.get_state(), recorder=learn.recorder.state_dict())
 
 
-def assert_same(a, b, path='state'):
-    if isinstance(a, torch.Tensor): assert a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, np.ndarray): assert np.array_equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a: assert_same(a[k], b[k], f'{path}[{k!r}]')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): assert_same(x, y, f'{path}[{i}]')
-    else: assert a == b or (a != a and b != b), path
 
 
 def params(learn): return [p.detach().clone() for p in learn.model.parameters()]
