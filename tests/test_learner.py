@@ -17,16 +17,10 @@ from cyclr.learner import (Callback, CancelBatchException, CancelEpochException,
 from cyclr.metrics import accuracy
 from cyclr.schedules import constant, cosine, one_cycle
 
+from _helpers import cnn
+
 torch.set_num_threads(1)
 CE = nn.CrossEntropyLoss()
-
-
-def cnn(seed=0, dropout=0.):
-    "A tiny CNN for 8x8 digits; its 5 parameter-holding children give split_by_children(3) 3 groups."
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(16, 10))
 
 
 def mlp(seed=0):

@@ -19,6 +19,7 @@ from cyclr.discriminative import split_by_children
 from cyclr.learner import Callback, Learner, SaveModelCallback, TerminateOnNaNCallback
 from cyclr.metrics import accuracy
 from cyclr.schedules import cosine
+import _helpers
 from _helpers import assert_same
 
 torch.set_num_threads(1)
@@ -26,11 +27,8 @@ SPE = 4  # 128 digits in batches of 32
 
 
 def cnn(seed=0, dropout=0.1):
-    "BatchNorm (running statistics to lose), dropout (RNG to lose), 5 parameter-holding children."
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                         nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(16, 10))
+    "With dropout on by default here: RNG state that a resume must not lose."
+    return _helpers.cnn(seed, dropout)
 
 
 class Loss:
