@@ -1,5 +1,5 @@
 """Two CPU processes over gloo on 127.0.0.1: DDP fit against a single-process reference on the same global batches,
-lr_find on every rank, a rank that diverges first, and the torchrun script of nbs/07_distributed.ipynb."""
+lr_find on every rank, a rank that diverges first, and the torchrun script of nbs/06_distributed.ipynb."""
 import json
 import os
 import socket
@@ -296,7 +296,7 @@ def test_outside_torchrun_nothing_is_distributed(monkeypatch):
 # ---------------------------------------------------------------- the notebook's torchrun script
 
 def test_the_notebook_script_under_torchrun(tmp_path):
-    nb = json.loads((ROOT / 'nbs' / '07_distributed.ipynb').read_text())
+    nb = json.loads((ROOT / 'nbs' / '06_distributed.ipynb').read_text())
     src = next(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).startswith("train_py = r'''"))
     ns = {}
     exec(src, ns)

@@ -1,4 +1,4 @@
-"Edge cases, restoration, bad input and properties of `cyclr.lr_find` (the notebook nbs/03_lr_find.ipynb shows the basics)."
+"Edge cases, restoration, bad input and properties of `cyclr.lr_find` (the notebook nbs/08_lr_find.ipynb shows the basics)."
 import copy
 import math
 import os
