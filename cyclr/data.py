@@ -7,6 +7,7 @@ __all__ = ['DataLoaders', 'digits', 'image_folder']
 
 # %% ../nbs/03_data.ipynb #4609c390
 import math
+import numbers
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -15,20 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
-# %% ../nbs/03_data.ipynb #e51f2802
-def _check_int(name, value, lo):
-    "Raise unless `value` is an int (not a bool) >= `lo`; return it as a Python int."
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"`{name}` must be an int >= {lo}, got {value!r} ({type(value).__name__})")
-    if value < lo: raise ValueError(f"`{name}` must be an int >= {lo}, got {value}")
-    return int(value)
-
-def _check_pct(name, value):
-    "Raise unless `value` is a real number strictly between 0 and 1."
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"`{name}` must be a float in (0, 1), got {value!r} ({type(value).__name__})")
-    if not 0 < value < 1: raise ValueError(f"`{name}` must be in (0, 1) (exclusive), got {value}")
-    return float(value)
+from .checks import check_bool, check_int, check_real, check_type, fail
 
 # %% ../nbs/03_data.ipynb #81aece6c
 def _n_batches(dl):
@@ -63,8 +51,8 @@ class DataLoaders:
         if valid is not None: _check_loader('valid', valid)
         if classes is not None:
             if isinstance(classes, (str, bytes)) or not hasattr(classes, '__len__'):
-                raise TypeError(f"`classes` must be a sequence of class names or None, got {type(classes).__name__}")
-            if len(classes) == 0: raise ValueError("`classes` must hold at least 1 class, got an empty sequence")
+                raise fail('classes', 'a non-empty sequence of class names or None', classes, kind=True)
+            if len(classes) == 0: raise fail('classes', 'a non-empty sequence of class names or None', classes)
             classes = list(classes)
         self.train, self.valid, self.classes = train, valid, classes
 
@@ -77,11 +65,11 @@ class DataLoaders:
                    num_workers=0,  # DataLoader worker processes
                    classes=None):  # what each label means, `classes[label]`
         "Loaders over datasets `train_ds` (shuffled, in an order fixed by `seed`) and `valid_ds` (in order)."
-        bs, num_workers = _check_int('bs', bs, 1), _check_int('num_workers', num_workers, 0)
-        if seed is not None: seed = _check_int('seed', seed, 0)
+        bs, num_workers = check_int('bs', bs, lo=1), check_int('num_workers', num_workers, lo=0)
+        seed = check_int('seed', seed, lo=0, none=True)
+        check_type('train_ds', train_ds, Dataset, 'a torch Dataset')
+        check_type('valid_ds', valid_ds, Dataset, 'a torch Dataset', none=True)
         for name, ds in (('train_ds', train_ds), ('valid_ds', valid_ds)):
-            if ds is not None and not isinstance(ds, Dataset):
-                raise TypeError(f"`{name}` must be a torch Dataset, got {type(ds).__name__}")
             if ds is not None and len(ds) == 0: raise ValueError(f"`{name}` is empty: it needs at least 1 item")
         # The training order comes from the loader's own generator, not torch's global RNG,
         # so it is fixed by `seed` whatever else the program draws.
@@ -137,29 +125,26 @@ def _digits_arrays():
     return x, y
 
 def _check_classes(classes, n_classes=10):
-    "`classes` as a list of distinct ints in `0..n_classes-1`."
-    if isinstance(classes, (str, bytes)) or not hasattr(classes, '__iter__'):
-        raise TypeError(f"`classes` must be a list of ints in 0..{n_classes-1} or None, got {type(classes).__name__}")
-    classes = list(classes)
-    if not classes: raise ValueError(f"`classes` must hold at least 1 class in 0..{n_classes-1}, got []")
-    for c in classes:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise TypeError(f"`classes` must hold ints in 0..{n_classes-1}, got {c!r}")
-        if not 0 <= c < n_classes: raise ValueError(f"`classes` must hold ints in 0..{n_classes-1}, got {c}")
-    if len(set(classes)) != len(classes): raise ValueError(f"`classes` must not repeat a class, got {classes}")
-    return [int(c) for c in classes]
+    "`classes` as a list of distinct ints in [0, `n_classes`-1]."
+    what = f"a non-empty list of distinct integers in [0, {n_classes - 1}] or None"
+    if isinstance(classes, (str, bytes)) or not hasattr(classes, '__iter__'): raise fail('classes', what, classes, kind=True)
+    cs = list(classes)
+    if any(isinstance(c, (bool, np.bool_)) or not isinstance(c, numbers.Integral) for c in cs):
+        raise fail('classes', what, classes, kind=True)
+    if not cs or len(set(cs)) != len(cs) or not all(0 <= c < n_classes for c in cs): raise fail('classes', what, classes)
+    return [int(c) for c in cs]
 
 def _take_n(labels, idx, n, per_class, seed):
     "The first `n` of `idx` (per class when `per_class`) in an order fixed by `seed`, sorted."
     # A stream of its own, so that asking for `n_train` does not change the split.
     order = np.random.default_rng([seed, 1]).permutation(idx)
     if not per_class:
-        if n > len(idx): raise ValueError(f"`n_train` must be in 1..{len(idx)} (the training items), got {n}")
+        if n > len(idx): raise fail('n_train', f"an integer in [1, {len(idx)}] (the training items)", n)
         return np.sort(order[:n])
     cs, counts = np.unique(labels[idx], return_counts=True)
     if n > counts.min():
-        raise ValueError(f"`n_train` must be in 1..{counts.min()} with per_class=True (the fewest training "
-                         f"items of a class: {counts.min()}, of class {cs[counts.argmin()]}), got {n}")
+        raise fail('n_train', f"an integer in [1, {counts.min()}] with per_class=True (the fewest training "
+                              f"items of a class: {counts.min()}, of class {cs[counts.argmin()]})", n)
     return np.sort(np.concatenate([order[labels[order] == c][:n] for c in cs]))
 
 # %% ../nbs/03_data.ipynb #90364df5
@@ -172,10 +157,11 @@ def digits(bs=64,            # batch size of both loaders
            n_train=None,     # keep only this many training examples (None: all)
            per_class=False): # count `n_train` per class instead of in total
     "`DataLoaders` of the UCI digits: (N, 1, 8, 8) float32 images in [0, 1], int64 labels, split by `seed`."
-    bs, seed = _check_int('bs', bs, 1), _check_int('seed', seed, 0)
-    valid_pct, num_workers = _check_pct('valid_pct', valid_pct), _check_int('num_workers', num_workers, 0)
+    bs, seed = check_int('bs', bs, lo=1), check_int('seed', seed, lo=0)
+    valid_pct = check_real('valid_pct', valid_pct, lo=0, hi=1, lo_open=True, hi_open=True)
+    num_workers = check_int('num_workers', num_workers, lo=0)
     if classes is not None: classes = _check_classes(classes)
-    if n_train is not None: n_train = _check_int('n_train', n_train, 1)
+    n_train = check_int('n_train', n_train, lo=1, none=True)
     x, y = _digits_arrays()
     train_idx, valid_idx = _split_idx(y, valid_pct, seed)
     if classes is not None:
@@ -192,12 +178,12 @@ def digits(bs=64,            # batch size of both loaders
 
 # %% ../nbs/03_data.ipynb #54e8e4e4
 def _check_size(size):
-    "Raise unless `size` is None, an int >= 1 or a pair (h, w) of ints >= 1."
+    "`size` as None, an int >= 1 or a pair (h, w) of ints >= 1."
     if size is None: return None
     if isinstance(size, (tuple, list)):
-        if len(size) != 2: raise ValueError(f"`size` must be an int >= 1 or a pair (h, w), got {size!r}")
-        return tuple(_check_int('size', s, 1) for s in size)
-    return _check_int('size', size, 1)
+        if len(size) != 2: raise fail('size', 'an integer >= 1, a pair (h, w) of them, or None', size)
+        return tuple(check_int('size', s, lo=1) for s in size)
+    return check_int('size', size, lo=1)
 
 def _image_folder_ds(root, tfm, name):
     "torchvision's `ImageFolder` at `root`; its errors become a ValueError naming parameter `name`."
@@ -217,14 +203,12 @@ def image_folder(path,            # folder with one sub-folder per class, or wit
                  train='train',   # name of the training folder in the train/valid layout
                  valid='valid'):  # name of the validation folder in the train/valid layout
     "`DataLoaders` of the images under `path` (one folder per class) as float tensors in [0, 1]."
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"`path` must be a str or path-like, got {type(path).__name__}")
-    path = Path(path)
-    if not path.is_dir(): raise ValueError(f"`path` must be an existing directory, got {str(path)!r}")
-    bs, seed = _check_int('bs', bs, 1), _check_int('seed', seed, 0)
-    valid_pct, num_workers = _check_pct('valid_pct', valid_pct), _check_int('num_workers', num_workers, 0)
-    size = _check_size(size)
-    if not isinstance(grayscale, bool): raise TypeError(f"`grayscale` must be True or False, got {grayscale!r}")
+    path = Path(check_type('path', path, (str, os.PathLike), 'a str or path-like'))
+    if not path.is_dir(): raise fail('path', 'an existing directory', str(path))
+    bs, seed = check_int('bs', bs, lo=1), check_int('seed', seed, lo=0)
+    valid_pct = check_real('valid_pct', valid_pct, lo=0, hi=1, lo_open=True, hi_open=True)
+    num_workers = check_int('num_workers', num_workers, lo=0)
+    size, grayscale = _check_size(size), check_bool('grayscale', grayscale)
     # Imported here: torchvision takes over a second to import and only this function needs it.
     from torchvision import transforms
     tfm = transforms.Compose(([transforms.Grayscale(1)] if grayscale else [])

@@ -10,11 +10,13 @@ import functools
 
 import torch
 
+from .checks import check_int, check_type, fail
+
 # %% ../nbs/03a_metrics.ipynb #c6874275
 def _check_preds_targets(preds, targets):
     "Raise unless `preds` and `targets` are tensors of matching shapes with integer `targets`."
     for name, t in (('preds', preds), ('targets', targets)):
-        if not isinstance(t, torch.Tensor): raise TypeError(f"`{name}` must be a torch.Tensor, got {type(t).__name__}")
+        check_type(name, t, torch.Tensor, 'a torch.Tensor')
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise TypeError(f"`targets` must hold integer class indices (e.g. int64), got dtype {targets.dtype}")
     if preds.ndim == targets.ndim + 1:
@@ -47,14 +49,13 @@ def error_rate(preds, targets):
 # %% ../nbs/03a_metrics.ipynb #dac02f37
 def top_k_accuracy(k=5):
     "A metric `(preds, targets) -> fraction of items whose target is among the `k` highest scores of `preds`."
-    if isinstance(k, bool) or not isinstance(k, int): raise TypeError(f"`k` must be an int >= 1, got {k!r}")
-    if k < 1: raise ValueError(f"`k` must be an int >= 1, got {k}")
+    k = check_int('k', k, lo=1)
     def metric(preds, targets):
         _check_preds_targets(preds, targets)
         if preds.ndim != targets.ndim + 1:
             raise ValueError(f"`preds` must hold scores per class at dim 1 for top-k accuracy, got shape "
                              f"{tuple(preds.shape)} for targets of shape {tuple(targets.shape)}")
-        if k > preds.shape[1]: raise ValueError(f"`k`={k} must be at most the number of classes {preds.shape[1]}")
+        if k > preds.shape[1]: raise fail('k', f"an integer in [1, {preds.shape[1]}] (the number of classes in `preds`)", k)
         top = preds.topk(k, dim=1).indices
         return (top == targets.unsqueeze(1)).any(dim=1).float().mean()
     metric.__name__ = metric.__qualname__ = f"top_{k}_accuracy"

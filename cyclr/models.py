@@ -10,6 +10,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .checks import check_int, fail
+
 # %% auto #0
 __all__ = ['conv_block', 'simple_cnn']
 
@@ -24,10 +26,12 @@ def simple_cnn(n_classes: int = 10,  # outputs of the head
                seed: int | None = None,  # seed torch's RNG for the initial weights (the global RNG is left as it was)
               ) -> nn.Sequential:
     "A small CNN: conv blocks, global average pooling, a linear head; children are (body..., pool, head)."
-    for name, v in [('n_classes', n_classes), ('in_channels', in_channels)]:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"`{name}` must be an integer >= 1, got {v!r}")
-    if len(widths) == 0 or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-        raise ValueError(f"`widths` must be a non-empty sequence of integers >= 1, got {widths!r}")
+    n_classes, in_channels = check_int('n_classes', n_classes, lo=1), check_int('in_channels', in_channels, lo=1)
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise fail('widths', 'a non-empty sequence of integers >= 1', widths, kind=True)
+    if len(widths) == 0: raise fail('widths', 'a non-empty sequence of integers >= 1', widths)
+    widths = [check_int('widths', w, lo=1) for w in widths]
+    seed = check_int('seed', seed, none=True)
     def build():
         chans = [in_channels, *widths]
         blocks = [conv_block(chans[i], chans[i + 1], stride=1 if i == 0 else 2) for i in range(len(widths))]

@@ -171,7 +171,7 @@ def test_top_k_needs_scores():
 
 
 def test_top_k_k_larger_than_classes():
-    with pytest.raises(ValueError, match='`k`=4 must be at most the number of classes 3'):
+    with pytest.raises(ValueError, match=r'`k` must be an integer in \[1, 3\] \(the number of classes in `preds`\), got 4'):
         top_k_accuracy(4)(PREDS, TARGETS)
 
 
