@@ -8,29 +8,19 @@ __all__ = ['default_splitter', 'split_by_children', 'split_params', 'resnet_spli
            'set_bn_eval']
 
 # %% ../nbs/04_discriminative.ipynb #7ddcfe1a
-import math
 import numbers
 from collections.abc import Iterable
 
 import numpy as np
 import torch
-import torchvision
 from torch import nn
 
-# %% ../nbs/04_discriminative.ipynb #2c7abebd
-def _check_int(x, name, lo, hi=None, why=''):
-    "`x` as an int, raising TypeError/ValueError naming `name` unless it is an integer in [`lo`, `hi`]."
-    rng = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-    if isinstance(x, bool) or not isinstance(x, numbers.Integral):
-        raise TypeError(f"`{name}` must be an integer {rng}{why}, got {type(x).__name__} {x!r}")
-    if x < lo or (hi is not None and x > hi):
-        raise ValueError(f"`{name}` must be an integer {rng}{why}, got {x!r}")
-    return int(x)
+from .checks import check_bool, check_callable, check_choice, check_int, check_lr, check_lrs, check_type, fail
 
+# %% ../nbs/04_discriminative.ipynb #2c7abebd
 def _check_model(model):
     "Raise TypeError unless `model` is a `torch.nn.Module`."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"`model` must be a torch.nn.Module, got {type(model).__name__}")
+    check_type('model', model, nn.Module, 'a torch.nn.Module')
 
 def _unwrap(model):
     "The module inside a `DataParallel` / `DistributedDataParallel` wrapper, else `model` itself."
@@ -52,13 +42,12 @@ def default_splitter(model):
 # %% ../nbs/04_discriminative.ipynb #0b9e02d0
 def split_by_children(n):
     "A splitter that cuts the direct children of a model that hold parameters into `n` contiguous groups."
-    n = _check_int(n, 'n', 1)
+    n = check_int('n', n, lo=1)
     def splitter(model):
         _check_model(model)
         kids = [c for c in _unwrap(model).children() if any(True for _ in c.parameters())]
         if n > len(kids):
-            raise ValueError(f"`n` must be an integer in [1, {len(kids)}] (the number of direct children "
-                             f"of `model` that hold parameters), got {n}")
+            raise fail('n', f"an integer in [1, {len(kids)}] (the direct children of `model` that hold parameters)", n)
         groups, seen = [], set()
         for chunk in np.array_split(np.arange(len(kids)), n):
             group = []
@@ -112,8 +101,7 @@ def _check_cover(model, groups, name='groups'):
 def split_params(model, splitter=default_splitter):
     "The layer groups `splitter(model)`, checked to hold every parameter of `model` exactly once."
     _check_model(model)
-    if not callable(splitter):
-        raise TypeError(f"`splitter` must be a function model -> list of parameter lists, got {type(splitter).__name__}")
+    check_callable('splitter', splitter, 'a function model -> list of parameter lists')
     groups = _as_groups(splitter(model), 'splitter(model)')
     _check_cover(model, groups, 'splitter(model)')
     return groups
@@ -137,9 +125,9 @@ _RESNET_ARCHS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152')
 
 def small_resnet(n_classes=10, in_channels=1, arch='resnet18'):
     "Torchvision's `arch` with random weights for small images: 3x3 stride-1 stem on `in_channels`, no max-pool, `n_classes` outputs."
-    n_classes, in_channels = _check_int(n_classes, 'n_classes', 1), _check_int(in_channels, 'in_channels', 1)
-    if arch not in _RESNET_ARCHS:
-        raise ValueError(f"`arch` must be one of {', '.join(_RESNET_ARCHS)}, got {arch!r}")
+    n_classes, in_channels = check_int('n_classes', n_classes, lo=1), check_int('in_channels', in_channels, lo=1)
+    check_choice('arch', arch, _RESNET_ARCHS)
+    import torchvision  # here, not at the top: it takes about a second and only this function needs it
     model = getattr(torchvision.models, arch)(weights=None, num_classes=n_classes)
     model.conv1 = nn.Conv2d(in_channels, model.conv1.out_channels, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode='fan_out', nonlinearity='relu')  # torchvision's own init
@@ -162,48 +150,31 @@ def describe_groups(model, groups, lr=None):
     return '\n'.join('  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 # %% ../nbs/04_discriminative.ipynb #66a1e512
-def _lr_value(x, where=''):
-    "`x` as a float, checked to be a positive finite learning rate; `where` says which part of `lr` it is."
-    if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 0: x = x.item()
-    if isinstance(x, bool) or not isinstance(x, numbers.Real):
-        raise TypeError(f"`lr`{where} must be a positive finite number (0 < lr < inf), got {type(x).__name__} {x!r}")
-    x = float(x)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"`lr`{where} must be a positive finite number (0 < lr < inf), got {x!r}")
-    return x
+def _scalar(x):
+    "`x` itself, or the number inside a 0-d array or tensor."
+    return x.item() if isinstance(x, (np.ndarray, torch.Tensor)) and x.ndim == 0 else x
 
-def spread_lrs(lr, n_groups):
-    "One learning rate per layer group: `lr` a number, `slice(lo, hi)` (geometric), `slice(hi)` (hi/10 then hi) or `n_groups` values."
-    n_groups = _check_int(n_groups, 'n_groups', 1)
+def spread_lrs(lr,          # a number, slice(lo, hi), slice(hi), or a list/array of `n_groups` numbers
+               n_groups,    # the number of layer groups
+               name='lr'):  # the caller's name for `lr`, used in error messages
+    "One LR per layer group, a float64 array: `lr` repeated, `slice(lo, hi)` geometric, `slice(hi)` hi/10 then hi, or a list as given."
+    n_groups = check_int('n_groups', n_groups, lo=1)
     if isinstance(lr, slice):
-        if lr.step is not None:
-            raise ValueError("`lr` as a slice takes no step (allowed: slice(lo, hi), slice(hi), slice(None, hi)), "
-                             f"got step={lr.step!r}")
-        if lr.stop is None:
-            raise ValueError("`lr`=slice(lo, None) needs its end hi (allowed: slice(lo, hi) with 0 < lo <= hi < inf, "
-                             f"or slice(hi)), got {lr!r}")
-        hi = _lr_value(lr.stop, ' (slice end hi)')
+        if lr.step is not None or lr.stop is None:
+            raise fail(name, 'slice(lo, hi) or slice(hi): a slice with an end hi and no step', lr)
+        hi = check_lr(f'{name}.stop', _scalar(lr.stop))
         if lr.start is None: return np.array([hi / 10] * (n_groups - 1) + [hi])
-        lo = _lr_value(lr.start, ' (slice start lo)')
-        if lo > hi:
-            raise ValueError("`lr`=slice(lo, hi) needs 0 < lo <= hi < inf (lo for the first group, hi for the last), "
-                             f"got lo={lo!r} > hi={hi!r}")
+        lo = check_lr(f'{name}.start', _scalar(lr.start))
+        if lo > hi: raise fail(name, 'slice(lo, hi) with lo <= hi (lo for the first group, hi for the last)', lr)
         if n_groups == 1: return np.array([hi])
         # geomspace pins both ends; for lo ~ hi its rounding may step outside [lo, hi] or down by an ulp
         return np.maximum.accumulate(np.clip(np.geomspace(lo, hi, n_groups), lo, hi))
-    is_array = isinstance(lr, (np.ndarray, torch.Tensor))
-    if isinstance(lr, (list, tuple)) or (is_array and lr.ndim > 0):
-        if is_array and lr.ndim != 1:
-            raise ValueError(f"`lr` as an array must be 1-d with one value per group (n_groups={n_groups}), "
-                             f"got shape {tuple(lr.shape)}")
-        vals = lr.tolist() if is_array else list(lr)
-        if len(vals) != n_groups:
-            raise ValueError(f"`lr` has {len(vals)} values for {n_groups} layer groups (`n_groups`); give exactly one per group")
-        return np.array([_lr_value(v, f'[{i}]') for i, v in enumerate(vals)])
-    if isinstance(lr, numbers.Real) or is_array:  # a number or a 0-d array/tensor; bool is rejected by _lr_value
-        return np.full(n_groups, _lr_value(lr))
-    raise TypeError("`lr` must be a positive number, slice(lo, hi), slice(hi) or a list of n_groups positive numbers, "
-                    f"got {type(lr).__name__}")
+    if isinstance(lr, bool) or not isinstance(lr, (numbers.Real, list, tuple, np.ndarray, torch.Tensor)):
+        raise fail(name, f'a number > 0, slice(lo, hi), slice(hi) or {n_groups} numbers > 0 (one per group)', lr, kind=True)
+    lrs = check_lrs(name, lr)  # a float, or a fresh 1-d float64 array
+    if np.ndim(lrs) == 0: return np.full(n_groups, lrs)
+    if len(lrs) != n_groups: raise fail(name, f'a number > 0 or {n_groups} numbers > 0 (one per group)', lr)
+    return lrs
 
 # %% ../nbs/04_discriminative.ipynb #d89ca230
 def group_param_dicts(groups, lr):
@@ -236,8 +207,7 @@ def norm_params(model):
 # %% ../nbs/04_discriminative.ipynb #630ba4f8
 def _frozen_count(n, n_groups):
     "The number of frozen groups for `freeze_to`'s `n` (negative counts from the end), validated."
-    n = _check_int(n, 'n', -n_groups, n_groups,
-                   f" (how many of the {n_groups} layer groups to freeze; negative counts from the end)")
+    n = check_int('n', n, lo=-n_groups, hi=n_groups)  # how many groups to freeze; negative counts from the end
     return n if n >= 0 else n_groups + n
 
 def _checked_groups(model, groups):
@@ -251,7 +221,7 @@ def freeze_to(model, groups, n, train_bn=True):
     "Freeze layer groups `groups[:n]` (`requires_grad=False`, `.grad=None`), unfreeze `groups[n:]`; return the number frozen."
     groups = _checked_groups(model, groups)
     n_frozen = _frozen_count(n, len(groups))
-    if not isinstance(train_bn, bool): raise TypeError(f"`train_bn` must be True or False, got {train_bn!r}")
+    train_bn = check_bool('train_bn', train_bn)
     keep = {id(p) for p in norm_params(model)} if train_bn else set()
     for i, group in enumerate(groups):
         for p in group:

@@ -3,6 +3,9 @@
 References are independent of the code under test: `model.parameters()` / `named_parameters()` for
 partitions, closed-form LR spreads, and weight snapshots compared after real torch optimizer steps."""
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -225,6 +228,41 @@ def test_sequence_used_as_given(make):
     out[0] = 1.0  # a fresh array: the caller's object is not aliased
     assert float(src[0]) == 1e-4
 
+
+
+@pytest.mark.parametrize('lr', [3e-3, 1, np.float32(2e-3), slice(1e-4, 1e-2), slice(1e-2), [1e-4, 1e-3, 1e-2],
+                                np.array([1, 2, 3], dtype=np.int32), torch.tensor([1e-4, 1e-3, 1e-2], dtype=torch.float32)])
+def test_always_float64_array(lr):
+    out = spread_lrs(lr, 3)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (3,)
+
+
+def test_slice_ends_may_be_0d_arrays_and_tensors():
+    assert list(spread_lrs(slice(np.array(1e-4), torch.tensor(1e-2, dtype=torch.float64)), 3)) == [1e-4, 1e-3, 1e-2]
+
+
+@pytest.mark.parametrize('lr, exc, pattern', [
+    (float('nan'), ValueError, r"^`lr_max` must be a finite number > 0, got nan$"),
+    (slice(1e-2, 1e-4), ValueError, r"^`lr_max` must be slice\(lo, hi\) with lo <= hi"),
+    (slice(0, 1e-3), ValueError, r"^`lr_max.start` must be a finite number > 0"),
+    ([1e-3] * 4, ValueError, r"^`lr_max` must be a number > 0 or 3 numbers > 0 \(one per group\)"),
+    ('fast', TypeError, r"^`lr_max` must be a number > 0, slice\(lo, hi\)"),
+])
+def test_errors_name_the_callers_parameter(lr, exc, pattern):
+    with pytest.raises(exc, match=pattern) as e:
+        spread_lrs(lr, 3, name='lr_max')
+    assert '`lr`' not in str(e.value)
+    # n_groups is spread_lrs' own parameter: still named as such
+    with pytest.raises(ValueError, match=r"^`n_groups` must be an integer >= 1, got 0$"):
+        spread_lrs(1e-3, 0, name='lr_max')
+
+
+def test_import_leaves_torchvision_out():
+    "`import cyclr.discriminative` (and `cyclr.data`) must not import torchvision: only `small_resnet` needs it."
+    code = ("import sys, cyclr.discriminative, cyclr.data, cyclr.metrics, cyclr.models; "
+            "assert 'torchvision' not in sys.modules, 'torchvision imported'; "
+            "cyclr.discriminative.small_resnet(); assert 'torchvision' in sys.modules")
+    subprocess.run([sys.executable, '-c', code], check=True, cwd=Path(__file__).resolve().parents[1])
 
 log_lr = st.floats(min_value=-8, max_value=1, allow_nan=False)
 
@@ -460,30 +498,33 @@ def test_bn_switch_on_resnet():
 
 _M, _G = cnn_groups()
 BAD_CALLS = [
-    (lambda: spread_lrs(slice(1e-3, 1e-5), 3), ValueError, r"`lr`=slice\(lo, hi\) needs 0 < lo <= hi < inf"),
-    (lambda: spread_lrs(0., 3), ValueError, r"`lr` must be a positive finite number \(0 < lr < inf\), got 0.0"),
-    (lambda: spread_lrs(-1e-3, 3), ValueError, r"`lr` must be a positive finite number \(0 < lr < inf\)"),
-    (lambda: spread_lrs(float('inf'), 3), ValueError, r"`lr` must be a positive finite number \(0 < lr < inf\)"),
-    (lambda: spread_lrs(float('nan'), 3), ValueError, r"`lr` must be a positive finite number \(0 < lr < inf\)"),
-    (lambda: spread_lrs(slice(0, 1e-3), 3), ValueError, r"`lr` \(slice start lo\) must be a positive finite number"),
-    (lambda: spread_lrs(slice(1e-5, -1e-3), 3), ValueError, r"`lr` \(slice end hi\) must be a positive finite number"),
-    (lambda: spread_lrs(slice(1e-5, 1e-3, 2), 3), ValueError, r"`lr` as a slice takes no step \(allowed: slice\(lo, hi\)"),
-    (lambda: spread_lrs(slice(1e-5, None), 3), ValueError, r"`lr`=slice\(lo, None\) needs its end hi .*0 < lo <= hi < inf"),
-    (lambda: spread_lrs(slice(None), 3), ValueError, r"`lr`=slice\(lo, None\) needs its end hi"),
-    (lambda: spread_lrs([1e-4] * 4, 3), ValueError, r"`lr` has 4 values for 3 layer groups \(`n_groups`\)"),
-    (lambda: spread_lrs((1e-4, 1e-3), 3), ValueError, r"`lr` has 2 values for 3 layer groups"),
-    (lambda: spread_lrs(np.ones((3, 1)), 3), ValueError, r"`lr` as an array must be 1-d"),
-    (lambda: spread_lrs([1e-4, -1., 1e-3], 3), ValueError, r"`lr`\[1\] must be a positive finite number \(0 < lr < inf\)"),
-    (lambda: spread_lrs('1e-3', 3), TypeError, r"`lr` must be a positive number, slice\(lo, hi\), slice\(hi\) or a list"),
-    (lambda: spread_lrs(None, 3), TypeError, r"`lr` must be a positive number, slice"),
-    (lambda: spread_lrs(True, 3), TypeError, r"`lr` must be a positive finite number \(0 < lr < inf\), got bool"),
-    (lambda: spread_lrs([[1e-3], 1e-3, 1e-3], 3), TypeError, r"`lr`\[0\] must be a positive finite number"),
-    (lambda: spread_lrs(slice('a', 1e-3), 3), TypeError, r"`lr` \(slice start lo\) must be a positive finite number"),
+    (lambda: spread_lrs(slice(1e-3, 1e-5), 3), ValueError, r"`lr` must be slice\(lo, hi\) with lo <= hi .*, got slice\(0.001, 1e-05"),
+    (lambda: spread_lrs(0., 3), ValueError, r"`lr` must be a finite number > 0, got 0.0"),
+    (lambda: spread_lrs(-1e-3, 3), ValueError, r"`lr` must be a finite number > 0, got -0.001"),
+    (lambda: spread_lrs(float('inf'), 3), ValueError, r"`lr` must be a finite number > 0, got inf"),
+    (lambda: spread_lrs(float('nan'), 3), ValueError, r"`lr` must be a finite number > 0, got nan"),
+    (lambda: spread_lrs(slice(0, 1e-3), 3), ValueError, r"`lr.start` must be a finite number > 0, got 0"),
+    (lambda: spread_lrs(slice(1e-5, -1e-3), 3), ValueError, r"`lr.stop` must be a finite number > 0, got -0.001"),
+    (lambda: spread_lrs(slice(1e-5, 1e-3, 2), 3), ValueError, r"`lr` must be slice\(lo, hi\) or slice\(hi\): .*no step"),
+    (lambda: spread_lrs(slice(1e-5, None), 3), ValueError, r"`lr` must be slice\(lo, hi\) or slice\(hi\): a slice with an end hi"),
+    (lambda: spread_lrs(slice(None), 3), ValueError, r"`lr` must be slice\(lo, hi\) or slice\(hi\): a slice with an end hi"),
+    (lambda: spread_lrs([1e-4] * 4, 3), ValueError, r"`lr` must be a number > 0 or 3 numbers > 0 \(one per group\), got \[0.0001"),
+    (lambda: spread_lrs((1e-4, 1e-3), 3), ValueError, r"`lr` must be a number > 0 or 3 numbers > 0 \(one per group\)"),
+    (lambda: spread_lrs(np.ones((3, 1)), 3), ValueError, r"`lr` must be a number > 0 or a non-empty 1-d array"),
+    (lambda: spread_lrs(np.array([]), 3), ValueError, r"`lr` must be a number > 0 or a non-empty 1-d array"),
+    (lambda: spread_lrs([1e-4, -1., 1e-3], 3), ValueError, r"`lr` must be a number > 0 or a 1-d array of finite numbers > 0"),
+    (lambda: spread_lrs([1e-4, float('nan'), 1e-3], 3), ValueError, r"`lr` must be a number > 0 or a 1-d array of finite"),
+    (lambda: spread_lrs('1e-3', 3), TypeError, r"`lr` must be a number > 0, slice\(lo, hi\), slice\(hi\) or 3 numbers > 0 \(one per group\), got str"),
+    (lambda: spread_lrs(None, 3), TypeError, r"`lr` must be a number > 0, slice\(lo, hi\), slice\(hi\) or 3 numbers"),
+    (lambda: spread_lrs(True, 3), TypeError, r"`lr` must be a number > 0, slice.*, got bool True"),
+    (lambda: spread_lrs([[1e-3], 1e-3, 1e-3], 3), TypeError, r"`lr` must be a number > 0 or a 1-d array of them"),
+    (lambda: spread_lrs(slice('a', 1e-3), 3), TypeError, r"`lr.start` must be a finite number > 0, got str 'a'"),
+    (lambda: spread_lrs(slice(1e-5, True), 3), TypeError, r"`lr.stop` must be a finite number > 0, got bool True"),
     (lambda: spread_lrs(1e-3, 0), ValueError, r"`n_groups` must be an integer >= 1, got 0"),
     (lambda: spread_lrs(1e-3, 2.0), TypeError, r"`n_groups` must be an integer >= 1"),
     (lambda: split_by_children(0), ValueError, r"`n` must be an integer >= 1, got 0"),
     (lambda: split_by_children('2'), TypeError, r"`n` must be an integer >= 1"),
-    (lambda: split_by_children(6)(_M), ValueError, r"`n` must be an integer in \[1, 5\]"),
+    (lambda: split_by_children(6)(_M), ValueError, r"`n` must be an integer in \[1, 5\] \(the direct children .*got 6"),
     (lambda: split_params(_M, 'children'), TypeError, r"`splitter` must be a function"),
     (lambda: split_params('model'), TypeError, r"`model` must be a torch.nn.Module"),
     (lambda: resnet_splitter(_M), TypeError, r"`model` must be a ResNet with modules conv1, .*lacks conv1"),
@@ -495,9 +536,10 @@ BAD_CALLS = [
     (lambda: freeze_to(_M, _G[:2], 1), ValueError, r"`groups` must hold every parameter of `model` exactly once; missing"),
     (lambda: freeze_to(_M, list(_M.parameters()), 1), TypeError, r"`groups` must be a list of parameter lists"),
     (lambda: set_bn_eval(_M, _G, 5), ValueError, r"`n` must be an integer in \[-3, 3\]"),
-    (lambda: group_param_dicts(_G, slice(1e-2, 1e-3)), ValueError, r"`lr`=slice\(lo, hi\) needs 0 < lo <= hi"),
-    (lambda: group_param_dicts(_G, [1e-3] * 2), ValueError, r"`lr` has 2 values for 3 layer groups"),
-    (lambda: small_resnet(arch='vgg16'), ValueError, r"`arch` must be one of resnet18, resnet34"),
+    (lambda: group_param_dicts(_G, slice(1e-2, 1e-3)), ValueError, r"`lr` must be slice\(lo, hi\) with lo <= hi"),
+    (lambda: group_param_dicts(_G, [1e-3] * 2), ValueError, r"`lr` must be a number > 0 or 3 numbers > 0 \(one per group\)"),
+    (lambda: describe_groups(_M, _G, lr=[1e-3] * 2), ValueError, r"`lr` must be a number > 0 or 3 numbers > 0"),
+    (lambda: small_resnet(arch='vgg16'), ValueError, r"`arch` must be one of 'resnet18', 'resnet34', .*got 'vgg16'"),
     (lambda: small_resnet(n_classes=0), ValueError, r"`n_classes` must be an integer >= 1"),
     (lambda: small_resnet(in_channels=1.5), TypeError, r"`in_channels` must be an integer >= 1"),
 ]
