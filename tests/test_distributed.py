@@ -1,5 +1,5 @@
 """Two CPU processes over gloo on 127.0.0.1: DDP fit against a single-process reference on the same global batches,
-lr_find on every rank, a rank that diverges first, and the torchrun script of nbs/06_distributed.ipynb."""
+lr_find on every rank, a rank that diverges first, and the torchrun script of nbs/14_distributed_training.ipynb."""
 import json
 import os
 import socket
@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Sampler, TensorDataset
 from cyclr.data import DataLoaders, digits
 from cyclr.discriminative import split_by_children
 from cyclr.distributed import destroy_distributed, get_rank, get_world_size, init_distributed, shard_loader
-from cyclr.learner import Callback, Learner, SaveModelCallback, TerminateOnNaNCallback
+from cyclr.callback import Callback, SaveModelCallback, TerminateOnNaNCallback
+from cyclr.learner import Learner
 from cyclr.metrics import accuracy
 
 torch.set_num_threads(1)
@@ -118,7 +119,7 @@ def _fit_worker(rank, world, port, out):
     try:
         learn = Learner(rank_dls(), model(seed=rank), CE, metrics=accuracy, splitter=split_by_children(3),
                         progress=False, path=out)
-        assert len(learn._train_loader()) == N_TRAIN // world // BS  # this rank's share, in batches of BS
+        assert len(learn._loader(learn.dls.train)) == N_TRAIN // world // BS  # this rank's share, in batches of BS
         res = train_recipe(learn)
         torch.save(res, f'{out}/fit{rank}.pt')
     finally: dist.destroy_process_group()
@@ -296,7 +297,7 @@ def test_outside_torchrun_nothing_is_distributed(monkeypatch):
 # ---------------------------------------------------------------- the notebook's torchrun script
 
 def test_the_notebook_script_under_torchrun(tmp_path):
-    nb = json.loads((ROOT / 'nbs' / '06_distributed.ipynb').read_text())
+    nb = json.loads((ROOT / 'nbs' / '14_distributed_training.ipynb').read_text())
     src = next(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).startswith("train_py = r'''"))
     ns = {}
     exec(src, ns)

@@ -191,7 +191,7 @@ def test_momentum_reaches_sgd_and_adam_groups():
 
 @pytest.mark.parametrize('policy', ['fit_clr', 'fit_sgdr', 'fit_flat_cos'])
 def test_policies_resume_exactly(tmp_path, policy):
-    from cyclr.learner import CancelFitException, SaveModelCallback
+    from cyclr.callback import CancelFitException, SaveModelCallback
     args = dict(fit_clr=(3, 1e-3, 1e-2), fit_sgdr=(3, 1, 1e-2), fit_flat_cos=(3, 1e-2))[policy]
     def make():
         torch.manual_seed(0)

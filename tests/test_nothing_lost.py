@@ -16,7 +16,8 @@ from torch import nn
 
 from cyclr.data import digits
 from cyclr.discriminative import split_by_children
-from cyclr.learner import Callback, Learner, SaveModelCallback, TerminateOnNaNCallback
+from cyclr.callback import Callback, SaveModelCallback, TerminateOnNaNCallback
+from cyclr.learner import Learner
 from cyclr.metrics import accuracy
 from cyclr.schedules import cosine
 import _helpers
