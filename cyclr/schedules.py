@@ -12,10 +12,12 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .checks import check_bool, check_callable, check_choice, check_int, check_lrs, check_order, check_real, check_type, fail
+
 # %% auto #0
-__all__ = ['POLICIES', 'lin_between', 'cos_between', 'exp_between', 'poly_between', 'Annealer', 'SchedLin', 'SchedCos',
-           'SchedExp', 'SchedPoly', 'SchedNo', 'combine_scheds', 'Schedule', 'cyclic', 'one_cycle', 'cosine', 'sgdr',
-           'constant', 'step_decay', 'warmup', 'flat_cos', 'ScheduleLR']
+__all__ = ['lin_between', 'cos_between', 'exp_between', 'poly_between', 'Annealer', 'SchedLin', 'SchedCos', 'SchedExp',
+           'SchedPoly', 'SchedNo', 'combine_scheds', 'Schedule', 'cyclic', 'one_cycle', 'cosine', 'sgdr', 'constant',
+           'step_decay', 'warmup', 'flat_cos', 'ScheduleLR']
 
 # %% ../nbs/01_schedules.ipynb #4af7a20a
 def _as_array(x) -> np.ndarray:
@@ -24,123 +26,149 @@ def _as_array(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 def _like(value: np.ndarray, x):
-    "`value` converted to the kind of `x`: float for a scalar, ndarray for an array, tensor for a tensor."
+    "`value` converted to the kind of `x`: float for a scalar (an array when there is one value per group), ndarray for an array, tensor for a tensor."
     if isinstance(x, torch.Tensor):
         dtype = x.dtype if x.is_floating_point() else torch.float64
         return torch.tensor(np.asarray(value), dtype=dtype, device=x.device)
-    if isinstance(x, np.ndarray): return np.asarray(value, dtype=np.float64)
+    if isinstance(x, np.ndarray) or np.ndim(value): return np.asarray(value, dtype=np.float64)
     return float(value)
+
+def _groups(x, shape: tuple):
+    "`x` with a trailing axis per axis of `shape` (the shape of the per-group LRs), so that it broadcasts to `np.shape(x) + shape`."
+    return x if not shape else np.reshape(x, np.shape(x) + (1,) * len(shape))
 
 # %% ../nbs/01_schedules.ipynb #1ae4a529
 def _fill(value, shape) -> np.ndarray:
-    "`value` as a fresh, writable array of `shape` (constant policies give a scalar)."
+    "`value` as a fresh, writable array of `shape` (constant policies give a scalar or a read-only broadcast)."
     value = np.asarray(value, dtype=np.float64)
-    return value if value.shape == shape else np.array(np.broadcast_to(value, shape))
+    return value if value.shape == shape and value.flags.writeable else np.array(np.broadcast_to(value, shape))
 
-def _check_number(name: str, value, lo=None, hi=None, lo_open=True, hi_open=True, integer=False):
-    "Raise TypeError unless `value` is a real number, ValueError unless it lies in the interval `lo`..`hi`."
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a {'integer' if integer else 'real number'}, got {type(value).__name__} {value!r}")
-    lo_s = '-inf' if lo is None else lo
-    hi_s = 'inf' if hi is None else hi
-    interval = f"{'(' if lo_open or lo is None else '['}{lo_s}, {hi_s}{')' if hi_open or hi is None else ']'}"
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be a finite number in {interval}, got {value!r}")
-    if integer and value != int(value):
-        raise ValueError(f"`{name}` must be a whole number, got {value!r}")
-    if lo is not None and (value <= lo if lo_open else value < lo) or hi is not None and (value >= hi if hi_open else value > hi):
-        raise ValueError(f"`{name}` must be in {interval}, got {value!r}")
-    return value
+def _lr_floor(name: str, value):
+    "A floor such as `eta_min`: a number >= 0, or a 1-d array of them (one per group)."
+    if not isinstance(value, (np.ndarray, list, tuple, torch.Tensor)): return check_real(name, value, lo=0)
+    arr = _values(name, value)
+    if np.any(arr < 0): raise fail(name, 'a number >= 0 or a 1-d array of them', value)
+    return arr
 
-def _check_lr(name: str, value):
-    "A learning rate: a finite number > 0."
-    return _check_number(name, value, lo=0)
-
-def _check_steps(name: str, value, lo=1):
-    "A whole number of steps >= `lo`."
-    _check_number(name, value, integer=True)
-    if value < lo: raise ValueError(f"`{name}` must be a whole number >= {lo}, got {value!r}")
-    return int(value)
+def _values(name: str, value):
+    "An annealer's end: a finite number, or a 1-d array of them (one per group)."
+    if isinstance(value, (np.ndarray, list, tuple, torch.Tensor)):
+        arr = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if arr.ndim > 1 or arr.size == 0 or arr.dtype.kind not in 'iuf' or not np.all(np.isfinite(arr)):
+            raise fail(name, 'a finite number or a non-empty 1-d array of them', value, kind=arr.dtype.kind not in 'iuf')
+        return float(arr) if arr.ndim == 0 else arr.astype(np.float64)
+    return check_real(name, value)
 
 # %% ../nbs/01_schedules.ipynb #59301ce2
-def lin_between(pos, start, end):
-    "Linear from `start` (`pos`=0) to `end` (`pos`=1)."
-    return start * (1 - pos) + end * pos
+def _lin(pos, start, end): return start * (1 - pos) + end * pos
 
-def cos_between(pos, start, end):
-    "Half a cosine from `start` (`pos`=0) to `end` (`pos`=1): flat at both ends."
+def _cos(pos, start, end):
     w = (1 - np.cos(np.pi * pos)) / 2
     return start * (1 - w) + end * w
 
+def _exp(pos, start, end): return start * (end / start) ** pos
+
+def _poly(pos, start, end, power=1.): return start + (end - start) * pos ** power
+
+def _flat(pos, start, end): return np.broadcast_to(start, np.broadcast_shapes(np.shape(pos), np.shape(start)))
+
+def _between(kernel: Callable, pos, start, end, **kwargs):
+    "`kernel` at `pos` (number, array, tensor) for per-group `start`/`end`: shape `np.shape(pos) + np.shape(start)`, the kind of `pos`."
+    start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    shape = np.broadcast_shapes(start.shape, end.shape)
+    p = _as_array(pos)
+    return _like(_fill(kernel(_groups(p, shape), start, end, **kwargs), p.shape + shape), pos)
+
+def lin_between(pos, start, end):
+    "Linear from `start` (`pos`=0) to `end` (`pos`=1); `start`, `end` may hold one value per group."
+    return _between(_lin, pos, start, end)
+
+def cos_between(pos, start, end):
+    "Half a cosine from `start` (`pos`=0) to `end` (`pos`=1): flat at both ends."
+    return _between(_cos, pos, start, end)
+
 def exp_between(pos, start, end):
     "Exponential (linear in log space) from `start` (`pos`=0) to `end` (`pos`=1); both must be > 0."
-    return start * (end / start) ** pos
+    return _between(_exp, pos, start, end)
 
 def poly_between(pos, start, end, power=1.):
     "`start + (end - start) * pos**power`."
-    return start + (end - start) * pos ** power
+    return _between(_poly, pos, start, end, power=power)
 
 # %% ../nbs/01_schedules.ipynb #a2c0b276
+def _fmt(v) -> str:
+    "`v` for a repr: per-group arrays as plain lists of their values."
+    if isinstance(v, np.ndarray): return '[' + ', '.join(repr(float(x)) for x in v.ravel()) + ']'
+    if isinstance(v, tuple): return '(' + ', '.join(_fmt(x) for x in v) + (',)' if len(v) == 1 else ')')
+    return repr(v)
+
 class Annealer:
-    "A function of training progress `pos` in [0, 1], from `start` to `end`."
-    def __init__(self, fn: Callable, start: float, end: float, name: str, **kwargs):
+    "A function of training progress `pos` in [0, 1], from `start` to `end` (numbers, or one per group)."
+    def __init__(self, fn: Callable, start, end, name: str, **kwargs):
         self.fn, self.start, self.end, self.name, self.kwargs = fn, start, end, name, kwargs
+        self.shape = np.broadcast_shapes(np.shape(start), np.shape(end))  # () or (G,)
     def __call__(self, pos):
         p = np.atleast_1d(_as_array(pos))
-        return _like(_fill(self.fn(p, self.start, self.end, **self.kwargs), p.shape).reshape(np.shape(_as_array(pos))), pos)
+        value = _fill(self.fn(_groups(p, self.shape), self.start, self.end, **self.kwargs), p.shape + self.shape)
+        return _like(value.reshape(np.shape(_as_array(pos)) + self.shape), pos)
     def __repr__(self):
-        extra = ''.join(f', {k}={v!r}' for k, v in self.kwargs.items())
-        return f"{self.name}({self.start!r}, {self.end!r}{extra})"
-
-def _flat(pos, start, end): return np.full_like(pos, start, dtype=np.float64)
+        extra = ''.join(f', {k}={_fmt(v)}' for k, v in self.kwargs.items())
+        return f"{self.name}({_fmt(self.start)}, {_fmt(self.end)}{extra})"
 
 def SchedLin(start: float, end: float) -> Annealer:
     "Linear annealer from `start` to `end`."
-    return Annealer(lin_between, start, end, 'SchedLin')
+    return Annealer(_lin, _values('start', start), _values('end', end), 'SchedLin')
 
 def SchedCos(start: float, end: float) -> Annealer:
     "Cosine annealer from `start` to `end`."
-    return Annealer(cos_between, start, end, 'SchedCos')
+    return Annealer(_cos, _values('start', start), _values('end', end), 'SchedCos')
 
 def SchedExp(start: float, end: float) -> Annealer:
     "Exponential annealer from `start` to `end` (both > 0)."
-    _check_lr('start', start); _check_lr('end', end)
-    return Annealer(exp_between, start, end, 'SchedExp')
+    return Annealer(_exp, check_lrs('start', start), check_lrs('end', end), 'SchedExp')
 
 def SchedPoly(start: float, end: float, power: float) -> Annealer:
     "Polynomial annealer `start + (end-start) * pos**power`."
-    _check_number('power', power, lo=0)
-    return Annealer(poly_between, start, end, 'SchedPoly', power=power)
+    power = check_real('power', power, lo=0, lo_open=True)
+    return Annealer(_poly, _values('start', start), _values('end', end), 'SchedPoly', power=power)
 
 def SchedNo(start: float, end: float = None) -> Annealer:
     "Constant annealer: always `start`."
-    return Annealer(_flat, start, start if end is None else end, 'SchedNo')
+    start = _values('start', start)
+    return Annealer(_flat, start, start if end is None else _values('end', end), 'SchedNo')
 
 # %% ../nbs/01_schedules.ipynb #214ec2a1
 def combine_scheds(pcts: Sequence[float], scheds: Sequence[Callable]) -> Callable:
-    "A function of `pos` that runs `scheds[k]` over the fraction `pcts[k]` of training."
+    "A function of `pos` that runs `scheds[k]` over the fraction `pcts[k]` of training; per-group pieces broadcast."
+    check_type('pcts', pcts, (list, tuple, np.ndarray), 'a list of fractions')
+    check_type('scheds', scheds, (list, tuple), 'a list of annealers')
     if len(pcts) != len(scheds): raise ValueError(f"`pcts` and `scheds` must have the same length, got {len(pcts)} and {len(scheds)}")
     if len(pcts) == 0: raise ValueError("`pcts` must not be empty")
-    for p in pcts: _check_number('pcts', p, lo=0, hi=1, hi_open=False)
+    pcts = [check_real('pcts', p, lo=0, hi=1, lo_open=True) for p in pcts]
+    for f in scheds: check_callable('scheds', f, 'a list of functions of pos')
     if not math.isclose(sum(pcts), 1.0, rel_tol=1e-9): raise ValueError(f"`pcts` must sum to 1, got {sum(pcts)!r}")
     edges = np.concatenate([[0.], np.cumsum(pcts)])
     edges[-1] = 1.0
     widths = np.diff(edges)
+    # one value per group: the widest piece's shape; a piece of another kind tells by its value at pos 0
+    shape = np.broadcast_shapes(*(f.shape if isinstance(f, Annealer) else np.shape(_as_array(f(np.zeros(1))))[1:] for f in scheds))
     # the common case (pieces of one annealer kind, as in one_cycle) takes one vectorised call
     same_kind = all(isinstance(f, Annealer) and f.fn is scheds[0].fn and not f.kwargs for f in scheds)
-    starts, ends = (np.array([f.start for f in scheds]), np.array([f.end for f in scheds])) if same_kind else (None, None)
+    if same_kind:
+        starts = np.stack([np.broadcast_to(f.start, shape) for f in scheds]).astype(np.float64)
+        ends = np.stack([np.broadcast_to(f.end, shape) for f in scheds]).astype(np.float64)
     def combined(pos):
         p = np.clip(_as_array(pos), 0., 1.)
         idx = np.zeros(p.shape, dtype=np.intp)
         for edge in edges[1:-1]: idx += p >= edge   # piece number; faster than searchsorted for a few pieces
         local = (p - edges[idx]) / widths[idx]
-        if same_kind: return _like(scheds[0].fn(local, starts[idx], ends[idx]), pos)
-        out = np.empty_like(p)
+        if same_kind: return _like(scheds[0].fn(_groups(local, shape), starts[idx], ends[idx]), pos)
+        out = np.empty(p.shape + shape)
         for k, sched in enumerate(scheds):
             sel = idx == k
-            if np.any(sel): out[sel] = _as_array(sched(local[sel]))
+            if np.any(sel): out[sel] = np.broadcast_to(_as_array(sched(local[sel])), (int(sel.sum()),) + shape)
         return _like(out, pos)
-    combined.pcts, combined.scheds = list(pcts), list(scheds)
+    combined.pcts, combined.scheds, combined.shape = list(pcts), list(scheds), shape
     return combined
 
 # %% ../nbs/01_schedules.ipynb #3210af30
@@ -158,9 +186,15 @@ class Schedule:
         self.lr_mom_fn = lr_mom_fn
         self.params = dict(params or {})
         self.plot_steps = plot_steps or total_steps or 1000
+        self.lr_shape = np.shape(lr_fn(np.zeros(1)))[1:]  # () for one LR, (G,) for one per layer group
 
     @property
     def has_mom(self) -> bool: return self.mom_fn is not None
+
+    @property
+    def n_groups(self) -> int | None:
+        "How many layer groups the schedule gives LRs for; None when it gives one LR for all."
+        return self.lr_shape[0] if self.lr_shape else None
 
     def _steps(self, it) -> np.ndarray:
         "`it` as float64 steps, at least 1-d (so a step's value never depends on how many were asked for), clipped to the end."
@@ -171,13 +205,13 @@ class Schedule:
         if steps.size and steps.min() < 0: raise ValueError(f"`it` (iteration numbers) must be >= 0, got {steps.min()!r}")
         return steps if self.total_steps is None else np.minimum(steps, self.total_steps)
 
-    def _values(self, fn, it):
+    def _values(self, fn, it, shape=()):
         steps = self._steps(it)
-        return _like(_fill(fn(steps), steps.shape).reshape(np.shape(_as_array(it))), it)
+        return _like(_fill(fn(steps), steps.shape + shape).reshape(np.shape(_as_array(it)) + shape), it)
 
     def __call__(self, it):
-        "The learning rate at iteration(s) `it`."
-        return self._values(self.lr_fn, it)
+        "The learning rate at iteration(s) `it`: shape `np.shape(it) + (n_groups,)` for per-group LRs."
+        return self._values(self.lr_fn, it, self.lr_shape)
 
     def mom(self, it):
         "The momentum (SGD momentum or Adam's beta1) at iteration(s) `it`, or None when the policy leaves it alone."
@@ -189,10 +223,10 @@ class Schedule:
         if self.lr_mom_fn is None: return self(it), self.mom(it)
         steps, shape = self._steps(it), np.shape(_as_array(it))
         lr, mom = self.lr_mom_fn(steps)
-        return _like(lr.reshape(shape), it), _like(mom.reshape(shape), it)
+        return _like(lr.reshape(shape + self.lr_shape), it), _like(mom.reshape(shape), it)
 
     def __repr__(self):
-        args = ', '.join(f'{k}={v!r}' for k, v in self.params.items())
+        args = ', '.join(f'{k}={_fmt(v)}' for k, v in self.params.items())
         return f'{self.name}({args})'
 
     def plot(self, total_steps: int | None = None, ax=None, log: bool = False, label: str | None = None):
@@ -221,6 +255,21 @@ class Schedule:
         return ScheduleLR(optimizer, self, group_mults=group_mults)
 
 # %% ../nbs/01_schedules.ipynb #3381981f
+def _group_shape(**lrs) -> tuple:
+    "The shape of the per-group LRs among `lrs`: () when all are numbers, (G,) when any is an array of G."
+    shapes = {name: np.shape(v) for name, v in lrs.items()}
+    try: return np.broadcast_shapes(*shapes.values())
+    except ValueError:
+        raise ValueError('`' + '`, `'.join(shapes) + '` must give the same number of layer groups, got '
+                         + ', '.join(f'{k} of {s[0]}' for k, s in shapes.items() if s)) from None
+
+def _momentums(moms, n: int, what: str):
+    "`moms` as a tuple of `n` momentums in [0, 1], or None."
+    if moms is None: return None
+    check_type('moms', moms, (tuple, list), f'a tuple {what} or None')
+    if len(moms) != n: raise fail('moms', f'a tuple of {n} momentums {what}', moms)
+    return tuple(check_real('moms', m, lo=0, hi=1) for m in moms)
+
 _CYCLIC_MODES = {
     'triangular': (lambda c: np.ones_like(c), 'cycle'),
     'triangular2': (lambda c: 0.5 ** (c - 1), 'cycle'),
@@ -234,8 +283,8 @@ def _vectorise(fn: Callable) -> Callable:
         return np.broadcast_to(out, x.shape)
     return vectorised
 
-def cyclic(base_lr: float,  # lower bound of the LR
-           max_lr: float,  # upper bound of the LR (reached at the top of each cycle, before scaling)
+def cyclic(base_lr: float,  # lower bound of the LR (or one per layer group)
+           max_lr: float,  # upper bound of the LR (reached at the top of each cycle, before scaling), or one per group
            step_size: int = 2000,  # iterations of the rising half cycle (the paper: 2-10 epochs)
            mode: str = 'triangular',  # 'triangular', 'triangular2' or 'exp_range'
            gamma: float = 1.,  # exp_range: the amplitude is scaled by gamma**iteration
@@ -246,24 +295,20 @@ def cyclic(base_lr: float,  # lower bound of the LR
            total_steps: int | None = None,  # optional length; past it the last value holds
           ) -> Schedule:
     "Smith's cyclical learning rate: `base_lr` <-> `max_lr` triangles, scaled per `mode` or `scale_fn`."
-    _check_lr('base_lr', base_lr); _check_lr('max_lr', max_lr)
-    if base_lr > max_lr: raise ValueError(f"`base_lr` must be <= `max_lr`, got base_lr={base_lr!r} > max_lr={max_lr!r}")
-    step_up = _check_steps('step_size', step_size)
-    step_down = step_up if step_size_down is None else _check_steps('step_size_down', step_size_down)
-    if total_steps is not None: total_steps = _check_steps('total_steps', total_steps)
+    base_lr, max_lr = check_lrs('base_lr', base_lr), check_lrs('max_lr', max_lr)
+    shape = _group_shape(base_lr=base_lr, max_lr=max_lr)
+    check_order('base_lr', base_lr, 'max_lr', max_lr)
+    step_up = check_int('step_size', step_size, lo=1)
+    step_down = step_up if step_size_down is None else check_int('step_size_down', step_size_down, lo=1)
+    total_steps = check_int('total_steps', total_steps, lo=1, none=True)
     if scale_fn is not None:
-        if not callable(scale_fn): raise TypeError(f"`scale_fn` must be callable, got {type(scale_fn).__name__}")
-        if scale_mode not in ('cycle', 'iterations'): raise ValueError(f"`scale_mode` must be 'cycle' or 'iterations', got {scale_mode!r}")
-        scale, by = _vectorise(scale_fn), scale_mode
-    elif mode == 'exp_range':
-        _check_number('gamma', gamma, lo=0, hi=1, hi_open=False)
+        check_callable('scale_fn', scale_fn, 'a function of the cycle or the iteration')
+        scale, by = _vectorise(scale_fn), check_choice('scale_mode', scale_mode, ('cycle', 'iterations'))
+    elif check_choice('mode', mode, ('triangular', 'triangular2', 'exp_range')) == 'exp_range':
+        gamma = check_real('gamma', gamma, lo=0, hi=1, lo_open=True)
         scale, by = (lambda it: gamma ** it), 'iterations'
-    elif mode in _CYCLIC_MODES: scale, by = _CYCLIC_MODES[mode]
-    else: raise ValueError(f"`mode` must be one of 'triangular', 'triangular2', 'exp_range', got {mode!r}")
-    if moms is not None:
-        if not isinstance(moms, (tuple, list)): raise TypeError(f"`moms` must be a tuple (momentum at base_lr, momentum at max_lr), got {type(moms).__name__}")
-        if len(moms) != 2: raise ValueError(f"`moms` must be (momentum at base_lr, momentum at max_lr), got {moms!r}")
-        for m in moms: _check_number('moms', m, lo=0, hi=1, lo_open=False)
+    else: scale, by = _CYCLIC_MODES[mode]
+    moms = _momentums(moms, 2, '(momentum at base_lr, momentum at max_lr)')
     total = step_up + step_down
     ratio = step_up / total
 
@@ -274,26 +319,19 @@ def cyclic(base_lr: float,  # lower bound of the LR
         frac = np.where(x <= ratio, x / ratio, (x - 1) / (ratio - 1))
         return frac * scale(cycle if by == 'cycle' else it)
 
-    lr_fn = lambda it: base_lr + (max_lr - base_lr) * height(it)
+    lr_fn = lambda it: base_lr + (max_lr - base_lr) * _groups(height(it), shape)
     mom_fn = None if moms is None else (lambda it: moms[0] + (moms[1] - moms[0]) * height(it))
     params = dict(base_lr=base_lr, max_lr=max_lr, step_size=step_up, mode=mode if scale_fn is None else 'custom')
-    if mode == 'exp_range': params['gamma'] = gamma
+    if mode == 'exp_range' and scale_fn is None: params['gamma'] = gamma
     if step_size_down is not None: params['step_size_down'] = step_down
-    if moms is not None: params['moms'] = tuple(moms)
+    if moms is not None: params['moms'] = moms
     if total_steps is not None: params['total_steps'] = total_steps
     return Schedule(lr_fn, mom_fn, total_steps, 'cyclic', params, plot_steps=total_steps or 3 * total)
 
 # %% ../nbs/01_schedules.ipynb #8dd6af51
-_ANNEALERS = {'cos': cos_between, 'linear': lin_between}
+_ANNEALERS = {'cos': _cos, 'linear': _lin}
 
-def _check_moms(moms, n=3):
-    if moms is None: return None
-    if not isinstance(moms, (tuple, list)) or len(moms) != n:
-        raise ValueError(f"`moms` must be a tuple of {n} momentums, got {moms!r}")
-    for m in moms: _check_number('moms', m, lo=0, hi=1, lo_open=False)
-    return tuple(moms)
-
-def one_cycle(lr_max: float,  # peak learning rate
+def one_cycle(lr_max: float,  # peak learning rate, or one per layer group
               total_steps: int,  # number of optimizer steps in the whole run
               pct_start: float = 0.25,  # fraction of the run spent warming up
               div: float = 25.,  # the LR starts at lr_max/div
@@ -303,14 +341,16 @@ def one_cycle(lr_max: float,  # peak learning rate
               anneal: str | None = None,  # 'cos' or 'linear'; default 'cos' (two-phase), 'linear' (three-phase)
              ) -> Schedule:
     "The 1cycle policy: warm up to `lr_max`, anneal to `lr_max/div_final`, momentum the mirror image."
-    _check_lr('lr_max', lr_max)
-    total_steps = _check_steps('total_steps', total_steps)
-    _check_number('pct_start', pct_start, lo=0, hi=1)
-    _check_number('div', div, lo=0); _check_number('div_final', div_final, lo=0)
-    moms = _check_moms(moms)
-    anneal = anneal or ('linear' if three_phase else 'cos')
-    if anneal not in _ANNEALERS: raise ValueError(f"`anneal` must be 'cos' or 'linear', got {anneal!r}")
-    if three_phase and 2 * pct_start >= 1: raise ValueError(f"`pct_start` must be in (0, 0.5) with three_phase=True, got {pct_start!r}")
+    lr_max = check_lrs('lr_max', lr_max)
+    shape = np.shape(lr_max)
+    total_steps = check_int('total_steps', total_steps, lo=1)
+    pct_start = check_real('pct_start', pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
+    div = check_real('div', div, lo=0, lo_open=True)
+    div_final = check_real('div_final', div_final, lo=0, lo_open=True)
+    moms = _momentums(moms, 3, '(at the start, at the peak, at the end)')
+    three_phase = check_bool('three_phase', three_phase)
+    anneal = check_choice('anneal', anneal or ('linear' if three_phase else 'cos'), ('cos', 'linear'))
+    if three_phase and 2 * pct_start >= 1: raise fail('pct_start', 'in (0, 0.5) with three_phase=True', pct_start)
     if three_phase and pct_start * total_steps <= 1:
         raise ValueError(f"`pct_start` * `total_steps` must be > 1 with three_phase=True (each phase needs a step), got {pct_start!r} * {total_steps}")
     fn = _ANNEALERS[anneal]
@@ -319,17 +359,17 @@ def one_cycle(lr_max: float,  # peak learning rate
         # torch's OneCycleLR phase boundaries (in steps); the last value is reached at total_steps - 1
         ends = [pct_start * total_steps - 1, 2 * pct_start * total_steps - 2, total_steps - 1]
         lr_pts, mom_pts = [lo, hi, lo, end], (None if moms is None else [moms[0], moms[1], moms[2], moms[2]])
-        def phased(it, pts):
+        def phased(it, pts, shape):
             it = np.minimum(it, total_steps - 1)
-            out, start = np.empty_like(it), 0.
+            out, start = np.empty(it.shape + shape), 0.
             done = np.zeros(it.shape, dtype=bool)
             for k, stop in enumerate(ends):
                 sel = ~done & ((it <= stop) | (k == len(ends) - 1))
-                out[sel] = fn((it[sel] - start) / (stop - start), pts[k], pts[k + 1])
+                out[sel] = fn(_groups((it[sel] - start) / (stop - start), shape), pts[k], pts[k + 1])
                 done |= sel; start = stop
             return out
-        lr_fn = lambda it: phased(it, lr_pts)
-        mom_fn = None if moms is None else (lambda it: phased(it, mom_pts))
+        lr_fn = lambda it: phased(it, lr_pts, shape)
+        mom_fn = None if moms is None else (lambda it: phased(it, mom_pts, ()))
     else:
         # combine_scheds([pct_start, 1 - pct_start], [fn(lo, hi), fn(hi, end)]) at pos = it/total_steps,
         # written out so LR and momentum share one evaluation of the annealer's weight `w`
@@ -337,13 +377,15 @@ def one_cycle(lr_max: float,  # peak learning rate
             pos = np.minimum(it / total_steps, 1.)
             up = pos < pct_start
             return up, fn(np.where(up, pos / pct_start, (pos - pct_start) / (1 - pct_start)), 0., 1.)
-        def between(up, w, a, b, c): return np.where(up, a, b) * (1 - w) + np.where(up, b, c) * w
-        lr_fn = lambda it: between(*phase_weight(it), lo, hi, end)
+        def between(up, w, a, b, c, shape=()):
+            up, w = _groups(up, shape), _groups(w, shape)
+            return np.where(up, a, b) * (1 - w) + np.where(up, b, c) * w
+        lr_fn = lambda it: between(*phase_weight(it), lo, hi, end, shape)
         mom_fn = None if moms is None else (lambda it: between(*phase_weight(it), *moms))
         if moms is not None:
             def lr_mom_fn(it):
                 up, w = phase_weight(it)
-                return between(up, w, lo, hi, end), between(up, w, *moms)
+                return between(up, w, lo, hi, end, shape), between(up, w, *moms)
     params = dict(lr_max=lr_max, total_steps=total_steps, pct_start=pct_start, div=div, div_final=div_final, moms=moms)
     if three_phase: params['three_phase'] = True
     if anneal != ('linear' if three_phase else 'cos'): params['anneal'] = anneal
@@ -351,12 +393,16 @@ def one_cycle(lr_max: float,  # peak learning rate
                     lr_mom_fn=lr_mom_fn if moms is not None and not three_phase else None)
 
 # %% ../nbs/01_schedules.ipynb #76f5b1eb
-def cosine(lr_max: float, total_steps: int, eta_min: float = 0.) -> Schedule:
+def cosine(lr_max: float,  # the LR at step 0, or one per layer group
+           total_steps: int,  # steps of the cosine; the LR then holds at eta_min
+           eta_min: float = 0.,  # the floor (<= lr_max), or one per group
+          ) -> Schedule:
     "Cosine annealing from `lr_max` to `eta_min` over `total_steps` (torch's `CosineAnnealingLR`), then held."
-    _check_lr('lr_max', lr_max)
-    total_steps = _check_steps('total_steps', total_steps)
-    _check_number('eta_min', eta_min, lo=0, hi=lr_max, lo_open=False, hi_open=False)
-    return Schedule(lambda it: cos_between(it / total_steps, lr_max, eta_min), None, total_steps, 'cosine',
+    lr_max, eta_min = check_lrs('lr_max', lr_max), _lr_floor('eta_min', eta_min)
+    shape = _group_shape(lr_max=lr_max, eta_min=eta_min)
+    total_steps = check_int('total_steps', total_steps, lo=1)
+    check_order('eta_min', eta_min, 'lr_max', lr_max)
+    return Schedule(lambda it: _cos(_groups(it / total_steps, shape), lr_max, eta_min), None, total_steps, 'cosine',
                     dict(lr_max=lr_max, total_steps=total_steps, eta_min=eta_min))
 
 def _sgdr_period(it: np.ndarray, T_0: float, T_mult: float):
@@ -371,29 +417,33 @@ def _sgdr_period(it: np.ndarray, T_0: float, T_mult: float):
     n = np.where(start(n + 1) <= it + tol, n + 1, n) # move to the period that really contains `it`
     return n, np.minimum(start(n), it)
 
-def sgdr(lr_max: float,  # peak LR of the first period
+def sgdr(lr_max: float,  # peak LR of the first period, or one per layer group
          T_0: int,  # length of the first period, in steps
          T_mult: float = 1,  # each period is T_mult times longer than the one before (>= 1)
-         eta_min: float = 0.,  # the LR at the end of each period
+         eta_min: float = 0.,  # the LR at the end of each period, or one per group
          decay: float = 1.,  # the peak is multiplied by decay at every restart (timm's cycle_decay)
          n_cycles: int | None = None,  # stop after this many periods and hold eta_min; None: endless
         ) -> Schedule:
     "SGDR: cosine annealing from `lr_max` to `eta_min` with warm restarts every `T_0`, `T_0*T_mult`, ... steps."
-    _check_lr('lr_max', lr_max)
-    T_0 = _check_steps('T_0', T_0)
-    _check_number('T_mult', T_mult, lo=1, lo_open=False)
-    _check_number('eta_min', eta_min, lo=0, hi=lr_max, lo_open=False, hi_open=False)
-    _check_number('decay', decay, lo=0, hi=1, hi_open=False)
+    lr_max, eta_min = check_lrs('lr_max', lr_max), _lr_floor('eta_min', eta_min)
+    shape = _group_shape(lr_max=lr_max, eta_min=eta_min)
+    T_0 = check_int('T_0', T_0, lo=1)
+    if not isinstance(T_mult, (numbers.Integral, np.integer)) or isinstance(T_mult, (bool, np.bool_)):
+        T_mult = check_real('T_mult', T_mult, lo=1)  # an int stays an int (and in the repr)
+    else: T_mult = check_int('T_mult', T_mult, lo=1)
+    check_order('eta_min', eta_min, 'lr_max', lr_max)
+    decay = check_real('decay', decay, lo=0, hi=1, lo_open=True)
+    n_cycles = check_int('n_cycles', n_cycles, lo=1, none=True)
     total = None
     if n_cycles is not None:
-        n_cycles = _check_steps('n_cycles', n_cycles)
         total = int(round(T_0 * n_cycles if T_mult == 1 else T_0 * (T_mult ** n_cycles - 1) / (T_mult - 1)))
     def lr_fn(it):
         n, start = _sgdr_period(it, T_0, T_mult)
         t_cur, t_i = it - start, T_0 * T_mult ** n
+        n, t_cur, t_i = _groups(n, shape), _groups(t_cur, shape), _groups(t_i, shape)
         peak = np.maximum(lr_max * decay ** n, eta_min)  # a decayed peak never sinks below the floor
         value = eta_min + (peak - eta_min) * (1 + np.cos(np.pi * t_cur / t_i)) / 2
-        return value if total is None else np.where(it >= total, eta_min, value)
+        return value if total is None else np.where(_groups(it >= total, shape), eta_min, value)
     params = dict(lr_max=lr_max, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
     if decay != 1: params['decay'] = decay
     if n_cycles is not None: params['n_cycles'] = n_cycles
@@ -401,44 +451,52 @@ def sgdr(lr_max: float,  # peak LR of the first period
     return Schedule(lr_fn, None, total, 'sgdr', params, plot_steps=total or three_periods)
 
 # %% ../nbs/01_schedules.ipynb #c1c313c8
-def constant(lr: float, total_steps: int | None = None) -> Schedule:
+def constant(lr: float,  # the learning rate, or one per layer group
+             total_steps: int | None = None,  # optional length
+            ) -> Schedule:
     "The same `lr` at every step."
-    _check_lr('lr', lr)
-    if total_steps is not None: total_steps = _check_steps('total_steps', total_steps)
-    return Schedule(lambda it: np.full_like(it, lr), None, total_steps, 'constant',
+    lr = check_lrs('lr', lr)
+    total_steps = check_int('total_steps', total_steps, lo=1, none=True)
+    return Schedule(lambda it: np.broadcast_to(lr, it.shape + np.shape(lr)), None, total_steps, 'constant',
                     dict(lr=lr) if total_steps is None else dict(lr=lr, total_steps=total_steps))
 
-def step_decay(lr: float,  # initial learning rate
+def step_decay(lr: float,  # initial learning rate, or one per layer group
                step_size: int | None = None,  # multiply by gamma every step_size steps ...
                gamma: float = 0.1,  # ... by this factor
                milestones: Sequence[int] | None = None,  # ... or at these steps instead
                total_steps: int | None = None,  # optional length
               ) -> Schedule:
     "`lr` multiplied by `gamma` every `step_size` steps (torch's `StepLR`) or at each of `milestones` (`MultiStepLR`)."
-    _check_lr('lr', lr)
-    _check_number('gamma', gamma, lo=0)
+    lr = check_lrs('lr', lr)
+    shape = np.shape(lr)
+    gamma = check_real('gamma', gamma, lo=0, lo_open=True)
     if (step_size is None) == (milestones is None): raise ValueError("give exactly one of `step_size` and `milestones`")
-    if total_steps is not None: total_steps = _check_steps('total_steps', total_steps)
+    total_steps = check_int('total_steps', total_steps, lo=1, none=True)
     params = dict(lr=lr)
     if step_size is not None:
-        step_size = _check_steps('step_size', step_size)
-        lr_fn = lambda it: lr * gamma ** np.floor(it / step_size)
+        step_size = check_int('step_size', step_size, lo=1)
+        lr_fn = lambda it: lr * _groups(gamma ** np.floor(it / step_size), shape)
         params.update(step_size=step_size, gamma=gamma)
     else:
-        if not isinstance(milestones, (list, tuple, np.ndarray)): raise TypeError(f"`milestones` must be a list of step numbers, got {type(milestones).__name__}")
-        ms = sorted(_check_steps('milestones', m, lo=0) for m in milestones)
-        lr_fn = lambda it: lr * gamma ** np.searchsorted(np.array(ms, dtype=np.float64), it, side='right')
+        check_type('milestones', milestones, (list, tuple, np.ndarray), 'a list of step numbers')
+        ms = sorted(check_int('milestones', m, lo=0) for m in milestones)
+        lr_fn = lambda it: lr * _groups(gamma ** np.searchsorted(np.array(ms, dtype=np.float64), it, side='right'), shape)
         params.update(milestones=ms, gamma=gamma)
     if total_steps is not None: params['total_steps'] = total_steps
     return Schedule(lr_fn, None, total_steps, 'step_decay', params)
 
-def warmup(schedule: Schedule, warmup_steps: int, start_factor: float = 0.) -> Schedule:
+def warmup(schedule: Schedule,  # the schedule that follows the ramp (per-group LRs ramp per group)
+           warmup_steps: int,  # length of the ramp
+           start_factor: float = 0.,  # the ramp starts at start_factor * schedule(0)
+          ) -> Schedule:
     "A linear ramp over `warmup_steps` from `start_factor * schedule(0)` up to `schedule(0)`, then `schedule`."
-    if not isinstance(schedule, Schedule): raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
-    w = _check_steps('warmup_steps', warmup_steps)
-    _check_number('start_factor', start_factor, lo=0, hi=1, lo_open=False, hi_open=False)
-    first_lr, inner = float(schedule.lr_fn(np.zeros(1))[0]), schedule
-    lr_fn = lambda it: np.where(it < w, first_lr * lin_between(it / w, start_factor, 1.), inner.lr_fn(inner._steps(np.maximum(it - w, 0))))
+    check_type('schedule', schedule, Schedule, 'a Schedule')
+    w = check_int('warmup_steps', warmup_steps, lo=1)
+    start_factor = check_real('start_factor', start_factor, lo=0, hi=1)
+    inner, shape = schedule, schedule.lr_shape
+    first_lr = _fill(inner.lr_fn(np.zeros(1)), (1,) + shape)[0]
+    lr_fn = lambda it: np.where(_groups(it < w, shape), first_lr * _groups(_lin(it / w, start_factor, 1.), shape),
+                                _fill(inner.lr_fn(inner._steps(np.maximum(it - w, 0))), it.shape + shape))
     mom_fn = None
     if inner.has_mom:
         first_mom = float(inner.mom_fn(np.zeros(1))[0])
@@ -447,36 +505,58 @@ def warmup(schedule: Schedule, warmup_steps: int, start_factor: float = 0.) -> S
     params = dict(schedule=inner, warmup_steps=w, start_factor=start_factor)
     return Schedule(lr_fn, mom_fn, total, 'warmup', params)
 
-def flat_cos(lr_max: float, total_steps: int, pct_start: float = 0.75, div_final: float = 1e5) -> Schedule:
+def flat_cos(lr_max: float,  # the flat LR, or one per layer group
+             total_steps: int,  # steps in the whole run
+             pct_start: float = 0.75,  # fraction of the run at lr_max
+             div_final: float = 1e5,  # the run ends at lr_max/div_final
+            ) -> Schedule:
     "Flat at `lr_max` for `pct_start` of the run, then cosine down to `lr_max/div_final` (fastai's `fit_flat_cos`)."
-    _check_lr('lr_max', lr_max)
-    total_steps = _check_steps('total_steps', total_steps)
-    _check_number('pct_start', pct_start, lo=0, hi=1)
-    _check_number('div_final', div_final, lo=0)
+    lr_max = check_lrs('lr_max', lr_max)
+    total_steps = check_int('total_steps', total_steps, lo=1)
+    pct_start = check_real('pct_start', pct_start, lo=0, hi=1, lo_open=True, hi_open=True)
+    div_final = check_real('div_final', div_final, lo=0, lo_open=True)
     f = combine_scheds([pct_start, 1 - pct_start], [SchedNo(lr_max), SchedCos(lr_max, lr_max / div_final)])
     return Schedule(lambda it: f(it / total_steps), None, total_steps, 'flat_cos',
                     dict(lr_max=lr_max, total_steps=total_steps, pct_start=pct_start, div_final=div_final))
 
 # %% ../nbs/01_schedules.ipynb #3625024d
+def _set(group: dict, key: str, value: float):
+    "Set `group[key]`; a tensor there (a capturable optimizer's) is filled in place, as torch's schedulers do."
+    if isinstance(group[key], torch.Tensor): group[key].fill_(float(value))
+    else: group[key] = float(value)
+
 def _set_momentum(group: dict, mom: float):
     "Set SGD-style `momentum` or Adam-style `betas[0]` in a param group."
-    if 'betas' in group: group['betas'] = (mom, *group['betas'][1:])
-    elif 'momentum' in group: group['momentum'] = mom
+    if 'betas' in group:
+        beta1 = group['betas'][0]
+        if isinstance(beta1, torch.Tensor): beta1.fill_(float(mom))
+        else: group['betas'] = (float(mom), *group['betas'][1:])
+    elif 'momentum' in group: _set(group, 'momentum', mom)
 
 class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
-    "A torch LR scheduler that runs a cyclr `Schedule`: group g gets `schedule(step) * group_mults[g]`."
+    "A torch LR scheduler that runs a cyclr `Schedule`: group g gets column g of a per-group schedule, else `schedule(step) * group_mults[g]`."
     def __init__(self, optimizer: torch.optim.Optimizer, schedule: Schedule,
                  group_mults: Sequence[float] | None = None, last_epoch: int = -1):
-        if not isinstance(schedule, Schedule): raise TypeError(f"`schedule` must be a Schedule, got {type(schedule).__name__}")
+        check_type('schedule', schedule, Schedule, 'a Schedule')
         n = len(optimizer.param_groups)
-        mults = [1.0] * n if group_mults is None else [float(m) for m in group_mults]
+        if schedule.n_groups is not None:
+            if schedule.n_groups != n: raise ValueError(
+                f"`schedule` gives LRs for {schedule.n_groups} layer groups but the optimizer has {n} param groups: {schedule!r}")
+            if group_mults is not None: raise ValueError(
+                "`group_mults` must be None for a schedule with one LR per group (its LRs already differ by group)")
+        mults = [1.0] * n if group_mults is None else [check_real('group_mults', m, lo=0, lo_open=True) for m in group_mults]
         if len(mults) != n: raise ValueError(f"`group_mults` must have one entry per param group ({n}), got {len(mults)}")
-        for m in mults: _check_number('group_mults', m, lo=0)
+        if schedule.has_mom:
+            bare = [g for g, group in enumerate(optimizer.param_groups) if 'momentum' not in group and 'betas' not in group]
+            if bare: raise ValueError(
+                f"{schedule.name} cycles momentum, but {type(optimizer).__name__}'s param groups {bare} have neither "
+                f"'momentum' nor 'betas'; build the schedule with `moms=None` to leave momentum alone")
         self.schedule, self.group_mults = schedule, mults
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
         lr = self.schedule(max(self.last_epoch, 0))
+        if self.schedule.n_groups is not None: return [float(v) for v in lr]
         return [lr * m for m in self.group_mults]
 
     def step(self, epoch: int | None = None):
@@ -486,20 +566,18 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
             for group in self.optimizer.param_groups: _set_momentum(group, mom)
 
     def state_dict(self) -> dict:
-        "The position in the schedule (the schedule itself is code, rebuilt by the caller)."
+        "The position in the schedule (the schedule itself is code, rebuilt by the caller) and the schedule's repr to check it by."
         return {'last_epoch': self.last_epoch, '_step_count': self._step_count, 'group_mults': list(self.group_mults),
                 'schedule': repr(self.schedule)}
 
     def load_state_dict(self, state_dict: dict):
-        "Continue from a saved position; the optimizer's LRs and momentums are set for that step."
+        "Continue from a saved position of the same schedule; the optimizer's LRs and momentums are set for that step."
+        saved, mine = state_dict.get('schedule'), repr(self.schedule)
+        if saved is not None and saved != mine:
+            raise ValueError(f"the state was saved from a different schedule: saved {saved}, this scheduler runs {mine}")
         self.last_epoch, self._step_count = state_dict['last_epoch'], state_dict['_step_count']
         self.group_mults = list(state_dict['group_mults'])
-        lrs = self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, lrs): group['lr'] = lr
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr()): _set(group, 'lr', lr)
         if self.schedule.has_mom:
             for group in self.optimizer.param_groups: _set_momentum(group, self.schedule.mom(max(self.last_epoch, 0)))
-        self._last_lr = [group['lr'] for group in self.optimizer.param_groups]
-
-# %% ../nbs/01_schedules.ipynb #c5525a09
-POLICIES = {'one_cycle': one_cycle, 'cyclic': cyclic, 'cosine': cosine, 'sgdr': sgdr,
-            'step_decay': step_decay, 'flat_cos': flat_cos, 'constant': constant}
+        self._last_lr = [g['lr'].clone() if isinstance(g['lr'], torch.Tensor) else g['lr'] for g in self.optimizer.param_groups]
