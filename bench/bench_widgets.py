@@ -41,7 +41,8 @@ def main():
     rows.append(('cyclic: step_size slider', lambda: timed(cyc.controls['step_size'], [100, 200])))
     rows.append(('policy dropdown (one_cycle <-> sgdr)', lambda: timed(schedule_explorer().policy, ['sgdr', 'one_cycle'])))
     lrs = np.logspace(-7, 1, 100)
-    res = SimpleNamespace(lrs=lrs, losses=2 - 1 / (1 + np.exp(-2 * (np.log10(lrs) + 3))),
+    losses = 2 - 1 / (1 + np.exp(-2 * (np.log10(lrs) + 3)))
+    res = SimpleNamespace(curve=(lrs, losses, np.arange(len(lrs))), mode='exp', score_name='loss',
                           suggestions=namedtuple('S', 'valley')(3e-4))
     picker = lr_find_picker(res)
     rows.append(('lr_find_picker: lr slider', lambda: timed(picker.slider, [1e-3, 1e-4])))

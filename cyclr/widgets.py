@@ -23,10 +23,12 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator, ScalarFormatter
 from PIL import Image as PILImage
 
-from .schedules import POLICIES, Schedule
+from .checks import check_bool, check_choice, check_int, check_lr, check_real, check_type, fail
+from .policies import POLICIES, Param
+from .schedules import Schedule
 
 # %% auto #0
-__all__ = ['POLICY_PARAMS', 'Param', 'ScheduleExplorer', 'schedule_explorer', 'LRPicker', 'lr_find_picker']
+__all__ = ['LOG_STEP', 'ScheduleExplorer', 'schedule_explorer', 'LRPicker', 'lr_find_picker']
 
 # %% ../nbs/12_widgets.ipynb #ce6c7dc2
 class _PlotImage:
@@ -59,61 +61,6 @@ class _PlotImage:
         self.widget.value = self.png()
         return self.widget.value
 
-# %% ../nbs/12_widgets.ipynb #04787259
-@dataclass(frozen=True)
-class Param:
-    "How the explorer shows the policy argument `name`: the control `kind`, its `default`, range and tooltip."
-    name: str                      # the policy function's argument
-    kind: str                      # 'log', 'int', 'float', 'moms', 'choice' or 'bool'
-    default: object                # starting value; for 'int' it may be a function of total_steps
-    lo: float | None = None        # slider range ('log': values, not exponents)
-    hi: float | None = None        # None for 'int': up to total_steps
-    step: float | None = None      # 'float' and 'moms': slider step (also the rounding of the value)
-    options: tuple = ()            # 'choice': (label, value) pairs
-    help: str = ''                 # tooltip
-    when: tuple | None = None      # (other parameter, value): active only then
-
-_KINDS = ('log', 'int', 'float', 'moms', 'choice', 'bool')
-
-def _lr(name, default, help, lo=1e-6, hi=1.):
-    return Param(name, 'log', default, lo, hi, help=help)
-
-_LR_MAX = _lr('lr_max', 3e-3, 'peak learning rate')
-_ETA_MIN = _lr('eta_min', 1e-6, 'the lowest LR, reached at the end of each cosine', lo=1e-8, hi=1e-1)
-_DIV_FINAL = Param('div_final', 'log', 1e5, 1., 1e7, help='the run ends at lr_max/div_final')
-
-POLICY_PARAMS = {
-    'one_cycle': (_LR_MAX,
-                  Param('pct_start', 'float', .25, .01, .99, .01, help='fraction of the run spent warming up'),
-                  Param('div', 'log', 25., 1., 1e3, help='the run starts at lr_max/div'),
-                  _DIV_FINAL,
-                  Param('moms', 'moms', (.95, .85, .95), .5, .99, .01,
-                        help='momentum (high, low, high): it falls while the LR rises'),
-                  Param('three_phase', 'bool', False, help="Smith's original up / down / annihilate form"),
-                  Param('anneal', 'choice', None, options=(('default', None), ('cos', 'cos'), ('linear', 'linear')),
-                        help="curve of each phase; default 'cos' (two phases), 'linear' (three)")),
-    'cyclic': (_lr('base_lr', 1e-4, 'lower bound of the LR', lo=1e-7),
-               _lr('max_lr', 1e-2, 'upper bound of the LR', lo=1e-7),
-               Param('step_size', 'int', lambda n: max(1, n // 6), 1, help='iterations of the rising half cycle'),
-               Param('mode', 'choice', 'triangular', options=tuple((m, m) for m in ('triangular', 'triangular2', 'exp_range')),
-                     help='triangular: constant height; triangular2: halved every cycle; exp_range: times gamma**iteration'),
-               Param('gamma', 'float', .999, .99, 1., 1e-4, help='exp_range: amplitude scale per iteration',
-                     when=('mode', 'exp_range'))),
-    'cosine': (_LR_MAX, _ETA_MIN),
-    'sgdr': (_LR_MAX,
-             Param('T_0', 'int', lambda n: max(1, n // 7), 1, help='length of the first period, in steps'),
-             Param('T_mult', 'float', 2., 1., 4., .5, help='each period is T_mult times longer than the one before'),
-             _ETA_MIN,
-             Param('decay', 'float', 1., .1, 1., .05, help='the peak is multiplied by decay at every restart')),
-    'step_decay': (_lr('lr', 1e-2, 'initial learning rate'),
-                   Param('step_size', 'int', lambda n: max(1, n // 4), 1, help='multiply the LR by gamma every step_size steps'),
-                   Param('gamma', 'float', .1, .01, 1., .01, help='factor applied every step_size steps')),
-    'flat_cos': (_LR_MAX,
-                 Param('pct_start', 'float', .75, .01, .99, .01, help='fraction of the run at lr_max before the cosine'),
-                 _DIV_FINAL),
-    'constant': (_lr('lr', 1e-3, 'the learning rate'),),
-}
-
 # %% ../nbs/12_widgets.ipynb #a9b9a008
 def _literal(value) -> str:
     "Python source for `value` (number, str, bool, None, tuple) that evaluates back to `value` exactly."
@@ -144,25 +91,31 @@ class _Look:
         self.text = DescriptionStyle(description_width=description_width)
         self.checkbox = CheckboxStyle(description_width=description_width)
 
-def _is_number(x) -> bool: return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+def _initial(p: Param, value):
+    "`value` checked against the control of `p` (cyclr.checks' errors, naming `p.name`), before any widget exists."
+    if p.kind == 'log': return check_lr(p.name, value)
+    if p.kind == 'int': return check_int(p.name, value)
+    if p.kind == 'float': return check_real(p.name, value)
+    if p.kind == 'bool': return check_bool(p.name, value)
+    if p.kind == 'choice': return check_choice(p.name, value, [v for _, v in p.options])
+    n = len(p.default)  # 'moms'
+    shape = '(high, low, high)' if n == 3 else '(high, low)'
+    check_type(p.name, value, (tuple, list), f'{shape} momentums')
+    if len(value) != n: raise fail(p.name, f"{shape} momentums for the explorer's range slider", value)
+    value = tuple(check_real(p.name, m, lo=0, hi=1) for m in value)
+    if not (value[0] == value[-1] and value[1] <= value[0]): raise fail(p.name, f"{shape} momentums for the explorer's range slider", value)
+    return value
 
-def _check_initial(p: Param, value):
-    "Raise ValueError naming `p.name` when `value` cannot be shown on its control."
-    if p.kind == 'log' and not (_is_number(value) and value > 0):
-        raise ValueError(f"`{p.name}` must be a finite number > 0 (it is shown on a log slider), got {value!r}")
-    if p.kind in ('int', 'float') and not _is_number(value):
-        raise ValueError(f"`{p.name}` must be a finite number, got {value!r}")
-    if p.kind == 'int' and value != int(value): raise ValueError(f"`{p.name}` must be a whole number, got {value!r}")
-    if p.kind == 'bool' and not isinstance(value, bool): raise ValueError(f"`{p.name}` must be True or False, got {value!r}")
-    if p.kind == 'choice' and value not in [v for _, v in p.options]:
-        raise ValueError(f"`{p.name}` must be one of {', '.join(repr(v) for _, v in p.options)}, got {value!r}")
-    if p.kind == 'moms':
-        n = len(p.default)
-        ok = (isinstance(value, (tuple, list)) and len(value) == n and all(_is_number(m) for m in value)
-              and value[0] == value[-1] and value[1] <= value[0])
-        shape = '(high, low, high)' if n == 3 else '(high, low)'
-        if not ok: raise ValueError(f"`{p.name}` must be {shape} momentums for the explorer's range slider, got {value!r}")
-        if not all(0 <= m <= 1 for m in value): raise ValueError(f"`{p.name}` must lie in [0, 1], got {value!r}")
+LOG_STEP = 0.01  # decades per arrow-key press: 10 presses are a factor 1.26, 100 a factor 10
+
+def _log_slider(value: float, lo: float, hi: float, **kwargs) -> widgets.FloatLogSlider:
+    "A log slider over 10**`lo`..10**`hi` whose grid of `LOG_STEP` passes through `value` exactly."
+    # the browser snaps the value to the step's grid when it draws the slider: a grid through the starting
+    # value leaves it as given, and the arrow keys still move it by a visible factor
+    e = math.log10(value)
+    emin = e - math.ceil((e - lo) / LOG_STEP - 1e-9) * LOG_STEP
+    emax = e + math.ceil((hi - e) / LOG_STEP - 1e-9) * LOG_STEP
+    return widgets.FloatLogSlider(value=value, base=10, min=emin, max=emax, step=LOG_STEP, readout_format='.3', **kwargs)
 
 def _make_control(p: Param, value, total_steps: int, look: _Look | None = None) -> widgets.Widget:
     "The widget showing parameter `p` at `value`; int ranges without `hi` end at `total_steps`."
@@ -171,10 +124,7 @@ def _make_control(p: Param, value, total_steps: int, look: _Look | None = None) 
     common = dict(description=p.name, tooltip=p.help, style=style, layout=look.layout)
     if p.kind == 'log':
         lo, hi = math.log10(min(p.lo, value)), math.log10(max(p.hi, value))
-        # a fine step: the browser snaps the value to the step's grid when it draws the slider, and a snap of at
-        # most 1e-4/2 decades (0.012%) always rounds back to the same 3 significant figures
-        return widgets.FloatLogSlider(value=value, base=10, min=math.floor(lo), max=math.ceil(hi), step=1e-4,
-                                      readout_format='.3', **common)
+        return _log_slider(value, math.floor(lo), math.ceil(hi), **common)
     if p.kind == 'int':
         hi = max(p.hi or total_steps, int(value))
         return widgets.IntSlider(value=int(value), min=min(p.lo, int(value)), max=hi, **common)
@@ -211,25 +161,19 @@ def _tidy(p: Param, value):
 
 def _read(p: Param, w: widgets.Widget): return _tidy(p, _value(p, w))
 
-def _takes(policy: str, name: str) -> bool: return name in inspect.signature(POLICIES[policy]).parameters
+def _takes(policy: str, name: str) -> bool: return POLICIES[policy].takes(name)
 
 def _policy_kwargs(policy: str, values: dict, total_steps: int) -> dict:
     "The arguments of `policy` for parameter `values`: tidied, inactive ones left out, in the signature's order."
-    tidy = {p.name: _tidy(p, values[p.name]) for p in POLICY_PARAMS[policy]}
-    kwargs = {p.name: tidy[p.name] for p in POLICY_PARAMS[policy]
+    tidy = {p.name: _tidy(p, values[p.name]) for p in POLICIES[policy].params}
+    kwargs = {p.name: tidy[p.name] for p in POLICIES[policy].params
               if (p.when is None or tidy[p.when[0]] == p.when[1])
               and not (p.kind == 'choice' and tidy[p.name] is None)}  # a None choice: the policy's own default
     if _takes(policy, 'total_steps'): kwargs['total_steps'] = total_steps
-    order = list(inspect.signature(POLICIES[policy]).parameters)
+    order = list(POLICIES[policy].signature.parameters)
     return {k: kwargs[k] for k in sorted(kwargs, key=order.index)}
 
 # %% ../nbs/12_widgets.ipynb #1334358d
-# the Learner's fit method for a policy: {explorer parameter: the method's argument}
-_LEARN = {'one_cycle': ('fit_one_cycle', {k: k for k in ('lr_max', 'pct_start', 'div', 'div_final', 'moms', 'three_phase')}),
-          'cyclic': ('fit_clr', {k: k for k in ('base_lr', 'max_lr', 'step_size', 'mode', 'gamma')}),
-          'flat_cos': ('fit_flat_cos', {'lr_max': 'lr', 'pct_start': 'pct_start', 'div_final': 'div_final'}),
-          'constant': ('fit', {'lr': 'lr'})}
-
 # the one thing the widgets' own options cannot set: room for a range slider's "0.85 – 0.95" readout
 _CSS = '<style>.cyclr-schedule-explorer .widget-readout {min-width: 84px}</style>'
 _NOTE = '<div style="min-height:2.6em;font-size:12px;line-height:1.3;padding:3px 8px;{}">{}</div>'
@@ -242,42 +186,39 @@ def _md_code(text: str) -> str:
 
 _UNSET = object()  # 'no starting value given' (None is a real value for some parameters)
 
-def _check_total(total_steps, steps_per_epoch):
-    "Raise ValueError unless `total_steps` is a whole number >= 2 (and of epochs, given `steps_per_epoch`)."
-    if isinstance(total_steps, bool) or not isinstance(total_steps, numbers.Integral) or total_steps < 2:
-        raise ValueError(f"`total_steps` must be a whole number >= 2, got {total_steps!r}")
-    if steps_per_epoch and total_steps % steps_per_epoch: raise ValueError(
-        f"`total_steps` must be a whole number of epochs ({steps_per_epoch} steps each) when `steps_per_epoch` is given, got {total_steps}")
+def _total(total_steps, steps_per_epoch):
+    "`total_steps` checked: an integer >= 2, and whole epochs given `steps_per_epoch`."
+    total_steps = check_int('total_steps', total_steps, lo=2)
+    if steps_per_epoch and total_steps % steps_per_epoch:
+        raise fail('total_steps', f'a whole number of epochs ({steps_per_epoch} steps each) when `steps_per_epoch` is given', total_steps)
+    return total_steps
 
 class ScheduleExplorer(widgets.VBox):
     "A policy dropdown, a slider per parameter, a live plot of LR and momentum and the code line that makes it."
-    def __init__(self, policy: str = 'one_cycle',  # a name in cyclr.schedules.POLICIES
+    def __init__(self, policy: str = 'one_cycle',  # a name in cyclr.policies.POLICIES
                  total_steps: int = 1000,  # length of the run shown (and passed to policies that take it)
                  compare: str | Schedule | None = None,  # a policy name or a Schedule to draw grey behind the curve
                  steps_per_epoch: int | None = None,  # given: the length is set in epochs and a `learn.fit_...` line is shown
                  **initial):  # starting values of the policy's parameters, e.g. lr_max=1e-2
         # every check before the first widget exists: a bad argument leaves nothing half-built
-        if not isinstance(policy, str) or policy not in POLICIES or policy not in POLICY_PARAMS:
-            raise ValueError(f"`policy` must be one of {', '.join(p for p in POLICY_PARAMS if p in POLICIES)}, got {policy!r}")
-        if steps_per_epoch is not None and not (isinstance(steps_per_epoch, numbers.Integral) and
-                                                 not isinstance(steps_per_epoch, bool) and steps_per_epoch >= 1):
-            raise ValueError(f"`steps_per_epoch` must be a whole number >= 1, got {steps_per_epoch!r}")
-        _check_total(total_steps, steps_per_epoch)
-        if not (compare is None or isinstance(compare, Schedule) or isinstance(compare, str) and compare in POLICY_PARAMS):
-            raise ValueError(f"`compare` must be None, a Schedule or one of {', '.join(POLICY_PARAMS)}, got {compare!r}")
-        specs = {p.name: p for p in POLICY_PARAMS[policy]}
+        check_choice('policy', policy, list(POLICIES))
+        steps_per_epoch = check_int('steps_per_epoch', steps_per_epoch, lo=1, none=True)
+        _total(total_steps, steps_per_epoch)
+        if not (compare is None or isinstance(compare, Schedule) or isinstance(compare, str) and compare in POLICIES):
+            raise fail('compare', f"None, a Schedule or one of {', '.join(map(repr, POLICIES))}", compare)
+        specs = {p.name: p for p in POLICIES[policy].params}
         for name, value in initial.items():
             if name not in specs: raise ValueError(
                 f"`{name}` is not a parameter the explorer shows for {policy}; choose from {', '.join(specs)}")
-            _check_initial(specs[name], value)
+            _initial(specs[name], value)
         total_steps, self._spe = int(total_steps), steps_per_epoch
-        start = {p.name: initial.get(p.name, _default(p, total_steps)) for p in POLICY_PARAMS[policy]}
-        POLICIES[policy](**_policy_kwargs(policy, start, total_steps))  # the policy's own checks (base_lr <= max_lr, ...)
+        start = {p.name: initial.get(p.name, _default(p, total_steps)) for p in POLICIES[policy].params}
+        POLICIES[policy].make(**_policy_kwargs(policy, start, total_steps))  # the policy's own checks (base_lr <= max_lr, ...)
 
         self._controls: dict[Param, widgets.Widget] = {}
         self._look = look = _Look()
         self._pinned, self._error, self._holding, self._drawn = None, None, False, None
-        self.policy = widgets.Dropdown(options=[p for p in POLICY_PARAMS if p in POLICIES], value=policy,
+        self.policy = widgets.Dropdown(options=list(POLICIES), value=policy,
                                        description='policy', style=look.text, layout=look.layout)
         if steps_per_epoch is None:
             self.steps = widgets.IntSlider(value=total_steps, min=2, max=max(5 * total_steps, 100), description='total_steps',
@@ -286,11 +227,11 @@ class ScheduleExplorer(widgets.VBox):
             n = total_steps // steps_per_epoch
             self.steps = widgets.IntSlider(value=n, min=1, max=max(3 * n, 20), description='epochs', style=look.slider,
                                            tooltip=f'epochs of {steps_per_epoch} steps', layout=look.layout)
-        for p in POLICY_PARAMS[policy]: self._control(p, start[p.name])
+        for p in POLICIES[policy].params: self._control(p, start[p.name])
         self.params_box = widgets.VBox(layout=look.layout)
         self.message = widgets.HTML(layout=look.layout)
         self.log_scale = widgets.Checkbox(value=False, description='log LR axis', indent=False, layout=widgets.Layout(width='auto'))
-        self.compare = widgets.Dropdown(options=[('none', 'none')] + [(p, p) for p in POLICY_PARAMS if p in POLICIES],
+        self.compare = widgets.Dropdown(options=[('none', 'none')] + [(p, p) for p in POLICIES],
                                         description='compare with', style={'description_width': 'auto'},
                                         layout=widgets.Layout(width='230px', margin='0 0 0 16px'))
         self.pin_button = widgets.Button(description='Pin as reference', tooltip='keep the current curve as a grey reference',
@@ -330,7 +271,7 @@ class ScheduleExplorer(widgets.VBox):
     @property
     def controls(self) -> dict[str, widgets.Widget]:
         "The current policy's parameter controls by parameter name."
-        return {p.name: self._control(p) for p in POLICY_PARAMS[self.policy.value]}
+        return {p.name: self._control(p) for p in POLICIES[self.policy.value].params}
 
     @property
     def total_steps(self) -> int:
@@ -339,17 +280,17 @@ class ScheduleExplorer(widgets.VBox):
 
     def _active(self, policy: str, p: Param) -> bool:
         if p.when is None: return True
-        other = next(q for q in POLICY_PARAMS[policy] if q.name == p.when[0])
+        other = next(q for q in POLICIES[policy].params if q.name == p.when[0])
         return _read(other, self._control(other)) == p.when[1]
 
     def _kwargs(self, policy: str) -> dict:
         "The arguments of `policy` as its controls show them."
-        return _policy_kwargs(policy, {p.name: _value(p, self._control(p)) for p in POLICY_PARAMS[policy]}, self.total_steps)
+        return _policy_kwargs(policy, {p.name: _value(p, self._control(p)) for p in POLICIES[policy].params}, self.total_steps)
 
     def _show_params(self):
         policy = self.policy.value
-        self.params_box.children = [self._control(p) for p in POLICY_PARAMS[policy]]
-        for p in POLICY_PARAMS[policy]: self._control(p).disabled = not self._active(policy, p)
+        self.params_box.children = [self._control(p) for p in POLICIES[policy].params]
+        for p in POLICIES[policy].params: self._control(p).disabled = not self._active(policy, p)
 
     def _on_policy(self, change):
         self._show_params()
@@ -365,12 +306,12 @@ class ScheduleExplorer(widgets.VBox):
         policy = values.pop('policy', self.policy.value)
         if policy not in self.policy.options: raise ValueError(f"`policy` must be one of {', '.join(self.policy.options)}, got {policy!r}")
         total = values.pop('total_steps', None)
-        if total is not None: _check_total(total, self._spe)
-        specs = {p.name: p for p in POLICY_PARAMS[policy]}
+        if total is not None: _total(total, self._spe)
+        specs = {p.name: p for p in POLICIES[policy].params}
         for name, value in values.items():
             if name not in specs: raise ValueError(
                 f"`{name}` is not a control of the explorer for {policy}; choose from policy, total_steps, {', '.join(specs)}")
-            _check_initial(specs[name], value)
+            _initial(specs[name], value)
         self._holding = True
         try:
             self.policy.value = policy
@@ -424,19 +365,19 @@ class ScheduleExplorer(widgets.VBox):
         which = self.compare.value
         if which == 'none' or which == self.policy.value: return None  # the same policy: the same controls, the same curve
         if which == 'pinned': return (f'pinned: {self._pinned.name}', self._pinned)
-        try: return (which, POLICIES[which](**self._kwargs(which)))
+        try: return (which, POLICIES[which].make(**self._kwargs(which)))
         except (ValueError, TypeError): return None  # that policy's controls are invalid: draw no reference
 
     def _update(self, change=None):
         "Rebuild the schedule from the controls and redraw, or show why the controls are refused."
         if self._holding: return
         policy = self.policy.value
-        for p in POLICY_PARAMS[policy]:
+        for p in POLICIES[policy].params:
             if p.when is not None: self._control(p).disabled = not self._active(policy, p)
         it = np.arange(self.total_steps)
         try:
             kwargs = self._kwargs(policy)
-            sched = POLICIES[policy](**kwargs)
+            sched = POLICIES[policy].make(**kwargs)
             lrs = sched(it)
             if not np.all(np.isfinite(lrs)): raise ValueError('some learning rates are not finite')
         except (ValueError, TypeError, OverflowError, ZeroDivisionError) as e:
@@ -464,10 +405,8 @@ class ScheduleExplorer(widgets.VBox):
     def _learner_call(self, policy: str, kwargs: dict) -> str | None:
         "`learn.fit_one_cycle(n_epoch, ...)` and friends; `learn.fit(n_epoch, sched=...)` for the other policies."
         if self._spe is None: return None
-        method, names = _LEARN.get(policy, (None, {}))
-        rest = {k: v for k, v in kwargs.items() if k != 'total_steps'}
-        if method is not None and set(rest) <= set(names):
-            return 'learn.' + _call(method, (self.steps.value,), {names[k]: v for k, v in rest.items()})
+        call = POLICIES[policy].learn_call(kwargs, self.steps.value, self._spe)
+        if call is not None: return 'learn.' + _call(*call)
         return f'learn.fit({self.steps.value}, sched={self._code})'  # e.g. anneal=: not a fit_one_cycle argument
 
     # -- drawing ----------------------------------------------------------------------------------------
@@ -475,7 +414,7 @@ class ScheduleExplorer(widgets.VBox):
         fig = self.figure
         self.ax_lr, self.ax_mom = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=(2, 1)))
         # fixed margins: tight_layout on every redraw would cost more than the drawing itself
-        fig.subplots_adjust(left=.14, right=.97, top=.95, bottom=.11, hspace=.1)
+        fig.subplots_adjust(left=.14, right=.97, top=.91, bottom=.11, hspace=.1)  # top: room for the legend
         self.ref_lr_line, = self.ax_lr.plot([], [], color='0.55', lw=1.3, ls='--')
         self.lr_line, = self.ax_lr.plot([], [], color='C0', lw=2)
         self.ref_mom_line, = self.ax_mom.plot([], [], color='0.55', lw=1.3, ls='--')
@@ -531,7 +470,9 @@ class ScheduleExplorer(widgets.VBox):
         handles = [self.lr_line] + ([self.ref_lr_line] if ref is not None else [])
         key = tuple(h.get_label() for h in handles)
         if key != self._legend_key:  # a new legend only when its entries change
-            ax.legend(handles=handles, loc='upper right', fontsize=8, frameon=False)
+            # above the axes, never over the curve (a pinned curve can fill any corner of the panel)
+            ax.legend(handles=handles, loc='lower right', bbox_to_anchor=(1., 1.), ncol=2, fontsize=8, frameon=False,
+                      borderaxespad=.1, handlelength=1.6)
             self._legend_key = key
         self._plot.render()
 
@@ -544,7 +485,7 @@ class ScheduleExplorer(widgets.VBox):
     def __repr__(self): return f'ScheduleExplorer({self.code})'
 
 
-def schedule_explorer(policy: str = 'one_cycle',  # a name in cyclr.schedules.POLICIES
+def schedule_explorer(policy: str = 'one_cycle',  # a name in cyclr.policies.POLICIES
                       total_steps: int = 1000,  # length of the run shown (and passed to policies that take it)
                       compare: str | Schedule | None = None,  # a policy name or a Schedule to draw grey behind the curve
                       steps_per_epoch: int | None = None,  # given: the length is set in epochs and a `learn.fit_...` line is shown
@@ -554,33 +495,39 @@ def schedule_explorer(policy: str = 'one_cycle',  # a name in cyclr.schedules.PO
 
 # %% ../nbs/12_widgets.ipynb #331679c6
 class LRPicker(widgets.VBox):
-    "The loss-vs-LR curve of a range test, its suggestions, and a log slider moving a marker to the LR you pick."
-    def __init__(self, result,  # an LRFindResult, or anything with `lrs`, `losses` and a `suggestions` named tuple
+    "The range test's curve (what its suggestions were read from), its suggestions, and a log slider moving a marker to the LR you pick."
+    def __init__(self, result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
                  value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
                  skip_start: int = 5, skip_end: int = 5):  # points left out at either end of the plotted curve
-        try: lrs, losses = np.asarray(result.lrs, dtype=np.float64), np.asarray(result.losses, dtype=np.float64)
+        try: lrs, values, _ = result.curve
         except (AttributeError, TypeError, ValueError):
-            raise ValueError(f"`result` must have `lrs` and `losses` (an LRFindResult), got {type(result).__name__}") from None
-        if lrs.ndim != 1 or lrs.shape != losses.shape or len(lrs) < 2:
-            raise ValueError(f"`result` must hold at least 2 (lr, loss) points of equal length, got {lrs.shape} and {losses.shape}")
-        keep = np.isfinite(lrs) & (lrs > 0) & np.isfinite(losses)
+            raise fail('result', 'an LRFindResult (with `curve`)', result, kind=True) from None
+        lrs, values = np.asarray(lrs, dtype=np.float64), np.asarray(values, dtype=np.float64)
+        if lrs.ndim != 1 or lrs.shape != values.shape or len(lrs) < 2:
+            raise ValueError(f"`result` must hold at least 2 (lr, value) points of equal length, got {lrs.shape} and {values.shape}")
+        skip_start, skip_end = check_int('skip_start', skip_start, lo=0), check_int('skip_end', skip_end, lo=0)
+        keep = np.isfinite(lrs) & (lrs > 0) & np.isfinite(values)
         sl = slice(skip_start, len(lrs) - skip_end if skip_end else None)
-        if keep[sl].sum() >= 2: lrs, losses, keep = lrs[sl], losses[sl], keep[sl]
+        if keep[sl].sum() >= 2: lrs, values, keep = lrs[sl], values[sl], keep[sl]
         if keep.sum() < 2: raise ValueError('`result` has fewer than 2 finite points with lr > 0')
-        self.lrs, self.losses = lrs[keep], losses[keep]
-        sugg = getattr(result, 'suggestions', None)
+        # `curve` is lower-is-better; a metric (higher is better, e.g. 'valid accuracy') was sign-flipped for the
+        # rules: show it as measured. Only the training and validation losses are lower-is-better
+        self.score_name = str(result.score_name)
+        self._sign = 1. if self.score_name in ('loss', 'valid loss') else -1.
+        self.lrs, self.scores = lrs[keep], self._sign * values[keep]
+        self.mode = result.mode
+        sugg = result.suggestions
         items = sugg._asdict().items() if hasattr(sugg, '_asdict') else ()
         self.suggestions = {k: float(v) for k, v in items if v is not None and np.isfinite(v) and v > 0}
         lo, hi = min([self.lrs.min(), *self.suggestions.values()]), max([self.lrs.max(), *self.suggestions.values()])
         if value is None:
             value = self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
-        elif not (isinstance(value, (int, float)) and lo <= value <= hi):
-            raise ValueError(f"`value` must be a learning rate in [{lo:.3g}, {hi:.3g}] (the tested range), got {value!r}")
+        else:
+            value = check_lr('value', value)
+            if not lo <= value <= hi: raise fail('value', f'a learning rate in [{lo:.3g}, {hi:.3g}] (the tested range)', value)
 
-        emin, emax = math.log10(lo), math.log10(hi)
-        self.slider = widgets.FloatLogSlider(value=value, base=10, min=emin, max=emax, step=1e-4,  # see _make_control
-                                             readout_format='.3', description='lr', style={'description_width': '30px'},
-                                             layout=widgets.Layout(width='550px'))
+        self.slider = _log_slider(value, math.log10(lo), math.log10(hi), description='lr',
+                                  style={'description_width': '30px'}, layout=widgets.Layout(width='550px'))
         self.buttons = {}
         for name, lr in self.suggestions.items():
             b = widgets.Button(description=f'{name} {lr:.2e}', tooltip=f'move the marker to the {name} suggestion',
@@ -592,12 +539,13 @@ class LRPicker(widgets.VBox):
         self.image, self.figure = self._plot.widget, self._plot.figure
         ax = self.ax = self.figure.add_subplot()
         self.figure.subplots_adjust(left=.13, right=.97, top=.92, bottom=.15)
-        ax.plot(self.lrs, self.losses, color='C0', lw=1.5)
+        self.curve_line, = ax.plot(self.lrs, self.scores, color='C0', lw=1.5)
         for k, (name, lr) in enumerate(self.suggestions.items()):
-            ax.plot([lr], [self._loss_at(lr)], 'o', ms=6, color=f'C{k + 1}', label=f'{name}: {lr:.2e}')
+            ax.plot([lr], [self._score_at(lr)], 'o', ms=6, color=f'C{k + 1}', label=f'{name}: {lr:.2e}')
         self.marker = ax.axvline(value, color='0.15', lw=1.2)  # dark grey: the suggestions use C1, C2, ...
-        self.dot, = ax.plot([value], [self._loss_at(value)], 'o', ms=10, mfc='none', mec='0.15', mew=1.5)
-        ax.set_xscale('log'); ax.set_xlabel('learning rate'); ax.set_ylabel('loss (smoothed)')
+        self.dot, = ax.plot([value], [self._score_at(value)], 'o', ms=10, mfc='none', mec='0.15', mew=1.5)
+        ax.set_xscale('log' if self.mode == 'exp' else 'linear'); ax.set_xlabel('learning rate')
+        ax.set_ylabel('loss (smoothed)' if self.score_name == 'loss' else self.score_name)
         ax.xaxis.set_minor_locator(NullLocator())  # decades only: cleaner, and a faster redraw
         ax.xaxis.set_label_coords(.5, -.12); ax.yaxis.set_label_coords(-.1, .5)  # fixed: no layout work per redraw
         self._title = ax.set_title('', loc='left', fontsize=9, color='0.15')
@@ -608,10 +556,10 @@ class LRPicker(widgets.VBox):
         self._update()
         self.slider.observe(self._update, 'value')
 
-    def _loss_at(self, lr: float) -> float:
-        "The smoothed loss at `lr`, interpolated in log LR."
+    def _score_at(self, lr: float) -> float:
+        "The curve's score (as measured) at `lr`, interpolated in log LR."
         order = np.argsort(self.lrs)
-        return float(np.interp(math.log(lr), np.log(self.lrs[order]), self.losses[order]))
+        return float(np.interp(math.log(lr), np.log(self.lrs[order]), self.scores[order]))
 
     @property
     def value(self) -> float:
@@ -624,9 +572,10 @@ class LRPicker(widgets.VBox):
     def _update(self, change=None):
         v = self.value
         self.marker.set_xdata([v, v])
-        self.dot.set_data([v], [self._loss_at(v)])
-        self.readout.value = (f'<span style="font-size:13px">chosen LR <b>{v:.3g}</b> &nbsp;·&nbsp; smoothed loss there '
-                              f'{self._loss_at(v):.4g}</span>')
+        self.dot.set_data([v], [self._score_at(v)])
+        name = 'smoothed loss' if self.score_name == 'loss' else self.score_name
+        self.readout.value = (f'<span style="font-size:13px">chosen LR <b>{v:.3g}</b> &nbsp;·&nbsp; {html.escape(name)} there '
+                              f'{self._score_at(v):.4g}</span>')
         self._title.set_text(f'chosen LR {v:.3g}')
         self._plot.render()
 
@@ -637,8 +586,8 @@ class LRPicker(widgets.VBox):
 
     def __repr__(self): return f'LRPicker(value={self.value:.3g})'
 
-def lr_find_picker(result,  # an LRFindResult, or anything with `lrs`, `losses` and a `suggestions` named tuple
+def lr_find_picker(result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
                    value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
                    skip_start: int = 5, skip_end: int = 5) -> LRPicker:  # points left out at either end of the curve
-    "The range test's loss curve with its suggestions and a marker you move to pick an LR; `.value` is the pick."
+    "The range test's curve with its suggestions and a marker you move to pick an LR; `.value` is the pick."
     return LRPicker(result, value, skip_start, skip_end)

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 import cyclr.schedules as S
-from cyclr.schedules import POLICIES, constant, cosine, cyclic, flat_cos, one_cycle, sgdr, step_decay
-from cyclr.widgets import POLICY_PARAMS, LRPicker, ScheduleExplorer, lr_find_picker, schedule_explorer
+from cyclr.policies import POLICIES
+from cyclr.schedules import constant, cosine, cyclic, flat_cos, one_cycle, sgdr, step_decay
+from cyclr.widgets import LRPicker, ScheduleExplorer, lr_find_picker, schedule_explorer
 
 torch.set_num_threads(1)  # shared machine
 
@@ -47,9 +48,20 @@ def evaluated(code):
 def test_every_policy_is_offered_and_described():
     ex = schedule_explorer()
     assert set(ex.policy.options) == set(POLICIES)
-    for name, params in POLICY_PARAMS.items():
-        sig = inspect.signature(POLICIES[name]).parameters
-        assert {p.name for p in params} <= set(sig), name
+    for name, pol in POLICIES.items():
+        sig = inspect.signature(pol.make).parameters
+        assert {p.name for p in pol.params} <= set(sig), name
+
+
+def test_widgets_restate_nothing_of_the_registry():
+    "Parameters, defaults, help texts and Learner method names live in cyclr.policies only."
+    import cyclr.widgets
+    src = inspect.getsource(cyclr.widgets)
+    for pol in POLICIES.values():
+        if pol.learn_method: assert f"'{pol.learn_method}'" not in src
+        for p in pol.params:
+            if p.help: assert p.help not in src, p.help
+    assert 'Param(' not in src and 'POLICY_PARAMS' not in src
 
 
 def test_controls_kinds_follow_the_parameter_type():
@@ -168,7 +180,7 @@ def test_code_line_evaluates_to_the_identical_schedule(policy):
     valid = 0
     for _ in range(12):
         values = {}
-        for p in POLICY_PARAMS[policy]:
+        for p in POLICIES[policy].params:
             w = ex.controls[p.name]
             if p.kind == 'log': values[p.name] = 10 ** rng.uniform(w.min, w.max)
             elif p.kind == 'moms':
@@ -328,7 +340,7 @@ def test_message_is_html_escaped():
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(policy='warm_restarts'), '`policy` must be one of'),
-    (dict(total_steps=1), '`total_steps` must be a whole number >= 2'),
+    (dict(total_steps=1), '`total_steps` must be an integer >= 2'),
     (dict(total_steps=0), '`total_steps`'),
     (dict(total_steps=10.5), '`total_steps`'),
     (dict(total_steps=True), '`total_steps`'),
@@ -338,8 +350,8 @@ def test_message_is_html_escaped():
     (dict(lr_max=float('nan')), '`lr_max`'),
     (dict(policy='cosine', eta_min=0.), '`eta_min` must be a finite number > 0'),
     (dict(pct_start='a lot'), '`pct_start` must be a finite number'),
-    (dict(pct_start=1.5), '`pct_start` must be in'),  # the policy's own check
-    (dict(policy='cyclic', step_size=2.5), '`step_size` must be a whole number'),
+    (dict(pct_start=1.5), r'`pct_start` must be a finite number in \(0, 1\)'),  # the policy's own check
+    (dict(policy='cyclic', step_size=2.5), '`step_size` must be an integer'),
     (dict(anneal='exp'), "`anneal` must be one of None, 'cos', 'linear'"),
     (dict(three_phase=1), '`three_phase` must be True or False'),
     (dict(moms=(0.95, 0.85, 0.9)), r'`moms` must be \(high, low, high\)'),
@@ -349,24 +361,27 @@ def test_message_is_html_escaped():
     (dict(compare=['cosine']), '`compare` must be None, a Schedule or one of'),
     (dict(policy=['one_cycle']), '`policy` must be one of'),
     (dict(policy='cyclic', step_size=np.int64(50)), None),  # numpy numbers are numbers
-    (dict(steps_per_epoch=0), '`steps_per_epoch` must be a whole number >= 1'),
+    (dict(steps_per_epoch=0), '`steps_per_epoch` must be an integer >= 1'),
     (dict(total_steps=1000, steps_per_epoch=300), '`total_steps` must be a whole number of epochs'),
 ])
 def test_bad_arguments_raise_naming_the_parameter(kwargs, match):
     if match is None:
         assert schedule_explorer(**kwargs).controls['step_size'].value == 50
         return
-    with pytest.raises(ValueError, match=match): schedule_explorer(**kwargs)
+    # cyclr.checks: the wrong kind (10.5 steps, a string, None for a tuple) is a TypeError, a bad value a ValueError
+    wrong_kind = [dict(total_steps=10.5), dict(total_steps=True), dict(pct_start='a lot'), dict(policy='cyclic', step_size=2.5),
+                  dict(three_phase=1), dict(moms=None)]
+    with pytest.raises(TypeError if repr(kwargs) in map(repr, wrong_kind) else ValueError, match=match): schedule_explorer(**kwargs)
 
 
 def test_set_checks_names_and_values():
     ex = schedule_explorer('one_cycle')
     with pytest.raises(ValueError, match='`base_lr` is not a control of the explorer for one_cycle'): ex.set(base_lr=1e-3)
     with pytest.raises(ValueError, match='`policy` must be one of'): ex.set(policy='bogus')
-    with pytest.raises(ValueError, match='`total_steps` must be a whole number >= 2'): ex.set(total_steps=1)
+    with pytest.raises(ValueError, match='`total_steps` must be an integer >= 2'): ex.set(total_steps=1)
     with pytest.raises(ValueError, match='`lr_max` must be a finite number > 0'): ex.set(lr_max=0)
     code = ex.code
-    with pytest.raises(ValueError, match='`pct_start`'): ex.set(lr_max=1e-2, pct_start='half')
+    with pytest.raises(TypeError, match='`pct_start`'): ex.set(lr_max=1e-2, pct_start='half')
     assert ex.code == code and ex.controls['lr_max'].value == 3e-3  # nothing half-changed
     ex.set(policy='cyclic', base_lr=1e-3, total_steps=2000)  # the new policy's parameters
     assert ex.code == f'cyclic(base_lr=1e-3, max_lr=0.01, step_size={N // 6}, mode=\'triangular\', total_steps=2000)'
@@ -444,7 +459,14 @@ def fake_result(n=100, suggestions=None):
     x = np.log10(lrs)
     losses = 2.3 - 1.6 / (1 + np.exp(-2.2 * (x + 3.5))) + 0.02 * np.exp(2.6 * (x + 0.8))
     sugg = suggestions or dict(minimum=1e-2, steep=5e-4, valley=3e-4, slide=2e-3)
-    return SimpleNamespace(lrs=lrs, losses=losses, suggestions=namedtuple('Suggestions', list(sugg))(**sugg))
+    return fake(lrs, losses, namedtuple('Suggestions', list(sugg))(**sugg))
+
+
+def fake(lrs, values, suggestions, score_name='loss', mode='exp'):
+    "What the picker reads of an LRFindResult: `curve` (lower is better), `suggestions`, `mode`, `score_name`."
+    lrs, values = np.asarray(lrs, dtype=float), np.asarray(values, dtype=float)
+    return SimpleNamespace(curve=(lrs, values, np.arange(len(lrs))), suggestions=suggestions, mode=mode, score_name=score_name,
+                           lrs=lrs, losses=values)
 
 
 def test_picker_plots_the_curve_and_the_suggestions():
@@ -496,12 +518,12 @@ def test_picker_skips_missing_suggestions_and_defaults():
 
 
 def test_picker_bad_input():
-    with pytest.raises(ValueError, match='`result` must have `lrs` and `losses`'): lr_find_picker(object())
+    with pytest.raises(TypeError, match='`result` must be an LRFindResult'): lr_find_picker(object())
     with pytest.raises(ValueError, match='`result` must hold at least 2'):
-        lr_find_picker(SimpleNamespace(lrs=np.array([1e-3]), losses=np.array([1.]), suggestions=None))
+        lr_find_picker(fake([1e-3], [1.], None))
     with pytest.raises(ValueError, match='`value` must be a learning rate in'): lr_find_picker(fake_result(), value=100.)
     with pytest.raises(ValueError, match='`result` has fewer than 2 finite points'):
-        lr_find_picker(SimpleNamespace(lrs=np.array([1e-3, 1e-2]), losses=np.array([np.nan, 1.]), suggestions=None))
+        lr_find_picker(fake([1e-3, 1e-2], [np.nan, 1.], None))
 
 
 def test_picker_with_a_real_range_test():
@@ -521,3 +543,41 @@ def test_picker_with_a_real_range_test():
     if 'valley' in finite: assert p.value == res.valley
     p.slider.value = float(res.lrs[30])
     assert p.value == float(res.lrs[30]) and p.marker.get_xdata()[0] == float(res.lrs[30])
+
+
+def test_picker_plots_a_validation_metric_as_measured():
+    "A validation-scored test's curve is the metric sign-flipped (lower is better): the picker shows the metric itself."
+    lrs = np.logspace(-5, 0, 40)
+    acc = 0.5 + 0.4 * np.exp(-(np.log10(lrs) + 2.5) ** 2)
+    sugg = namedtuple('Suggestions', ['valley'])(valley=10 ** -2.5)
+    p = lr_find_picker(fake(lrs, -acc, sugg, score_name='valid accuracy'), skip_start=0, skip_end=0)
+    np.testing.assert_array_equal(p.ax.lines[0].get_ydata(), acc)
+    assert p.ax.get_ylabel() == 'valid accuracy' and 'valid accuracy there' in p.readout.value
+    assert 0.89 < p.dot.get_ydata()[0] <= 0.9  # about the peak accuracy (interpolated), under the valley marker
+    p = lr_find_picker(fake(lrs, 1 - acc, sugg, score_name='valid loss'), skip_start=0, skip_end=0)
+    np.testing.assert_array_equal(p.ax.lines[0].get_ydata(), 1 - acc)  # a loss is already lower-is-better
+
+
+def test_picker_follows_the_curve_not_the_training_loss():
+    lrs = np.logspace(-5, 0, 30)
+    res = fake(lrs, np.linspace(1, 2, 30), namedtuple('S', ['valley'])(valley=1e-3), score_name='valid loss')
+    res.losses = np.full(30, 99.)  # the training loss: not what the suggestions were read from
+    assert 99. not in lr_find_picker(res, skip_start=0, skip_end=0).ax.lines[0].get_ydata()
+
+
+def test_log_slider_arrow_keys_move_by_a_visible_factor():
+    "An arrow-key press moves a slider one `step`: ten presses must change the value visibly, and the start stays on the grid."
+    for w in (schedule_explorer('one_cycle', lr_max=0.0351).controls['lr_max'], lr_find_picker(fake_result()).slider):
+        start = math.log10(w.value)
+        assert 10 ** (10 * w.step) >= 1.2
+        k = (start - w.min) / w.step
+        assert abs(k - round(k)) < 1e-6  # the browser's snap to the grid leaves the starting value as it is
+
+
+def test_explorer_legend_does_not_cover_the_curve():
+    ex = schedule_explorer('one_cycle', compare='cosine')
+    ex.figure.canvas.draw()
+    legend = ex.ax_lr.get_legend().get_window_extent()
+    axes = ex.ax_lr.get_window_extent()
+    assert legend.y0 >= axes.y1 - 1  # above the LR panel, not over its curves
+    assert legend.y1 <= ex.figure.bbox.y1 + 1  # and still inside the picture
