@@ -12,10 +12,10 @@ import sys
 import textwrap
 from pathlib import Path
 
-from .schedules import POLICIES
+from .policies import POLICIES
 
 # %% auto #0
-__all__ = ['CLIError', 'parse_policy_args', 'run_demo', 'plot_policy', 'main']
+__all__ = ['MAX_PLOT_STEPS', 'CLIError', 'parse_policy_args', 'run_demo', 'plot_policy', 'main']
 
 # %% ../nbs/13_cli.ipynb #01cadef8
 class CLIError(Exception):
@@ -26,12 +26,13 @@ def _literal(text: str):
     if text.strip().lower().lstrip('+-') in ('nan', 'inf', 'infinity'): return float(text)
     try: return ast.literal_eval(text)
     except (ValueError, SyntaxError): return text
+    except (RecursionError, MemoryError): raise CLIError(f"value too deeply nested: {text[:40]}...") from None
 
 def parse_policy_args(policy: str, args: list[str]) -> dict:
-    "Keyword arguments for `POLICIES[policy]` from `['--name', 'value', ...]`."
+    "Keyword arguments for the policy `POLICIES[policy].make` from `['--name', 'value', ...]`."
     if policy not in POLICIES:
         raise CLIError(f"unknown policy {policy!r}; choose one of: {', '.join(POLICIES)}")
-    accepted = [n for n in inspect.signature(POLICIES[policy]).parameters]
+    accepted = [n for n in POLICIES[policy].signature.parameters]
     kwargs, i = {}, 0
     while i < len(args):
         flag = args[i]
@@ -44,7 +45,7 @@ def parse_policy_args(policy: str, args: list[str]) -> dict:
             value, i = args[i + 1], i + 1
         kwargs[name] = _literal(value)
         i += 1
-    required = [n for n, p in inspect.signature(POLICIES[policy]).parameters.items()
+    required = [n for n, p in POLICIES[policy].signature.parameters.items()
                 if p.default is inspect.Parameter.empty and n not in kwargs]
     if required: raise CLIError(f"{policy} needs {', '.join('--' + n for n in required)}")
     return kwargs
@@ -125,20 +126,29 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument('--seed', type=int, default=0, help='random seed (default 0)')
     return parser
 
+MAX_PLOT_STEPS = 10_000_000  # the most steps `cyclr plot` draws: a figure of 10 million points, not a memory error
+
 def plot_policy(policy: str, kwargs: dict, out: str | Path = 'schedule.png', steps: int | None = None, log: bool = False) -> Path:
-    "Build `POLICIES[policy](**kwargs)` and save its plot to `out`."
+    "Build `POLICIES[policy].make(**kwargs)`, save its plot to `out` (`.png` added when it has no extension), return the file written."
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    sched = POLICIES[policy](**kwargs)
+    sched = POLICIES[policy].make(**kwargs)
     if steps is not None and steps < 1: raise CLIError(f"--steps must be >= 1, got {steps}")
-    fig = sched.plot(total_steps=steps, log=log)
-    fig.suptitle('\n'.join(textwrap.wrap(repr(sched), 70 * len(fig.axes))), fontsize=7)
-    fig.tight_layout()
+    n = steps or sched.plot_steps
+    if n > MAX_PLOT_STEPS:
+        raise CLIError(f"{n:,} steps to plot is more than cyclr plot draws ({MAX_PLOT_STEPS:,}); "
+                       f"pass --steps N to draw the first N, or a shorter schedule")
     out = Path(out)
-    if out.parent != Path('.'): out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    if not out.suffix: out = out.with_suffix('.png')  # what matplotlib would write: say so, and write exactly that
+    fig = sched.plot(total_steps=steps, log=log)
+    try:
+        fig.suptitle('\n'.join(textwrap.wrap(repr(sched), 70 * len(fig.axes))), fontsize=7)
+        fig.tight_layout()
+        if out.parent != Path('.'): out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    except OSError as e: raise CLIError(f"cannot write {out}: {e.strerror or e}") from None
+    finally: plt.close(fig)
     return out
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         if rest: raise CLIError(f"unrecognised arguments: {' '.join(rest)}")
         run_demo(out=args.out, epochs=args.epochs, bs=args.bs, seed=args.seed)
         return 0
-    except (CLIError, ValueError, TypeError) as e:
+    except (CLIError, ValueError, TypeError, OSError) as e:
         print(f'cyclr {args.command}: error: {e}', file=sys.stderr)
+        return 2
+    except (RecursionError, MemoryError):  # a value nested too deeply for numpy or the checks
+        print(f'cyclr {args.command}: error: an argument is nested too deeply', file=sys.stderr)
         return 2

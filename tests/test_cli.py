@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cyclr.cli import main, parse_policy_args, CLIError
-from cyclr.schedules import POLICIES
+from cyclr.policies import POLICIES
 
 CYCLR = shutil.which('cyclr', path=str(Path(sys.executable).parent))
 
@@ -32,7 +32,12 @@ class TestConsoleScript:
         (['plot', 'sgdr', '--lr_max', '0.1', '--T_0', '10', '--T_mult', '0.5'], '`T_mult`'),
         (['plot', 'one_cycle', '--lr', '1e-2'], "'lr'"),
         (['plot', 'one_cycle', '--lr_max', '1e-2'], '--total_steps'),
-        (['plot', 'cosine', '--lr_max', 'nan', '--total_steps', '10'], '(0, inf)'),
+        (['plot', 'cosine', '--lr_max', 'nan', '--total_steps', '10'], '`lr_max` must be a finite number > 0'),
+        (['plot', 'cosine', '--lr_max', '[' * 100 + '0.1' + ']' * 100, '--total_steps', '10'], '`lr_max`'),  # deeper than numpy's 64 dims
+        (['plot', 'cosine', '--lr_max', '[' * 5000 + ']' * 5000, '--total_steps', '10'], '`lr_max`'),  # deeper than Python's parser
+        (['plot', 'cosine', '--lr_max', '0.1', '--total_steps', '1000000000'], '10,000,000'),
+        (['plot', 'sgdr', '--lr_max', '0.1', '--T_0', '1e9'], '`T_0` must be an integer'),
+        (['plot', 'sgdr', '--lr_max', '0.1', '--T_0', '1000000000'], '10,000,000'),
         (['plot', 'warm_restarts'], 'unknown policy'),
         (['plot', 'cosine', '--lr_max'], '--lr_max needs a value'),
         (['plot', 'cosine', '--lr_max', '0.1', '--total_steps', '100', '--steps', '0'], '--steps'),
@@ -43,6 +48,17 @@ class TestConsoleScript:
         assert 'Traceback' not in r.stderr and r.stderr.strip().count('\n') == 0
         assert name in r.stderr
         assert not list(tmp_path.iterdir())       # nothing written on failure
+
+    def test_an_unwritable_output_is_one_line_and_status_2(self, tmp_path):
+        (tmp_path / 'file').write_text('')
+        r = run('plot', 'cosine', '--lr_max', '0.1', '--total_steps', '100', '-o', str(tmp_path / 'file' / 'x.png'))
+        assert r.returncode == 2 and 'Traceback' not in r.stderr and r.stderr.strip().count('\n') == 0
+        assert 'cannot write' in r.stderr
+
+    def test_a_name_without_extension_reports_the_file_written(self, tmp_path):
+        r = run('plot', 'constant', '--lr', '0.1', '-o', 'noext', cwd=tmp_path)
+        assert r.returncode == 0 and r.stdout.strip() == 'wrote noext.png'
+        assert [f.name for f in tmp_path.iterdir()] == ['noext.png']
 
     def test_demo_writes_its_three_pictures_and_a_table(self, tmp_path):
         r = run('demo', '--out', str(tmp_path), '--epochs', '1')
@@ -55,8 +71,8 @@ class TestConsoleScript:
 
 def test_every_policy_parameter_is_reachable_from_the_command_line():
     import inspect
-    for name, fn in POLICIES.items():
-        params = inspect.signature(fn).parameters
+    for name, pol in POLICIES.items():
+        params = inspect.signature(pol.make).parameters
         args = [a for n in params for a in (f'--{n}', '7')]
         assert parse_policy_args(name, args) == {n: 7 for n in params}
 
