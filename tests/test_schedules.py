@@ -743,3 +743,61 @@ def test_triangular2_far_into_training_is_quiet_and_exact():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         assert s(np.array([5000.]))[0] == 1e-3 and s(5001) == 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-group schedules and the torch adapter's refusals
+
+def _two_group_sgd(momentum=0.9):
+    m = torch.nn.Linear(3, 2)
+    return torch.optim.SGD([{'params': m.weight}, {'params': m.bias}], lr=0.1, momentum=momentum)
+
+
+def test_per_group_schedule_drives_each_group_by_its_column_like_torch_onecycle():
+    lrs = np.array([1e-3, 1e-2])
+    opt, ref = _two_group_sgd(), _two_group_sgd()
+    ours = one_cycle(lrs, 50, pct_start=0.3, div=25, div_final=25e4, three_phase=True).to_torch(opt)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(ref, max_lr=list(lrs), total_steps=50, pct_start=0.3, div_factor=25,
+                                                 final_div_factor=1e4, three_phase=True, anneal_strategy='linear')
+    for _ in range(49):
+        np.testing.assert_allclose([g['lr'] for g in opt.param_groups], [g['lr'] for g in ref.param_groups], rtol=1e-12)
+        np.testing.assert_allclose([g['momentum'] for g in opt.param_groups], [g['momentum'] for g in ref.param_groups], rtol=1e-12)
+        opt.step(); ref.step(); ours.step(); theirs.step()
+
+
+def test_per_group_schedule_must_match_the_param_groups():
+    with pytest.raises(ValueError, match='3 layer groups but the optimizer has 2 param groups'):
+        cosine(np.ones(3) * 1e-2, 10).to_torch(_two_group_sgd())
+    with pytest.raises(ValueError, match='`group_mults` must be None'):
+        cosine(np.ones(2) * 1e-2, 10).to_torch(_two_group_sgd(), group_mults=[1., 2.])
+
+
+def test_load_state_dict_refuses_another_schedules_state():
+    opt = _two_group_sgd()
+    state = one_cycle(1e-2, 100).to_torch(opt).state_dict()
+    with pytest.raises(ValueError, match=r'different schedule: saved one_cycle\(lr_max=0.01.*runs one_cycle\(lr_max=0.02'):
+        one_cycle(2e-2, 100).to_torch(opt).load_state_dict(state)
+    one_cycle(1e-2, 100).to_torch(opt).load_state_dict(state)  # the same schedule: fine
+
+
+@pytest.mark.parametrize('opt_cls', [torch.optim.Rprop, torch.optim.Adagrad])
+def test_momentum_cycling_without_momentum_names_the_fix(opt_cls):
+    opt = opt_cls(torch.nn.Linear(3, 2).parameters(), lr=0.01)
+    with pytest.raises(ValueError, match='moms=None'): one_cycle(1e-2, 20).to_torch(opt)
+    one_cycle(1e-2, 20, moms=None).to_torch(opt)
+
+
+def test_tensor_lrs_stay_tensors_like_torch():
+    "Capturable optimizers hold group['lr'] as a tensor: stepping and resuming fill it in place, as torch's schedulers do."
+    m = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(m.parameters(), lr=torch.tensor(0.01))
+    lr_tensor = opt.param_groups[0]['lr']
+    s = one_cycle(1e-2, 20)
+    ts = s.to_torch(opt)
+    for _ in range(5): opt.step(); ts.step()
+    assert opt.param_groups[0]['lr'] is lr_tensor and math.isclose(lr_tensor.item(), s(5), rel_tol=1e-6)
+    state = ts.state_dict()
+    ts2 = s.to_torch(opt)
+    ts2.load_state_dict(state)
+    assert opt.param_groups[0]['lr'] is lr_tensor and math.isclose(lr_tensor.item(), s(5), rel_tol=1e-6)
+    assert opt.param_groups[0]['betas'][0] == s.mom(5)
