@@ -1,5 +1,6 @@
 """Tests of cyclr.learner: callbacks, Recorder, accumulation, clipping, mixed precision, checkpoints, exact resume, bad input."""
 import math
+from pathlib import Path
 
 import matplotlib
 matplotlib.use('Agg')
@@ -12,8 +13,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from cyclr.data import DataLoaders, digits
 from cyclr.discriminative import split_by_children, spread_lrs
-from cyclr.learner import (Callback, CancelBatchException, CancelEpochException, CancelFitException, Learner,
-                           OverfitResult, ProgressCallback, SaveModelCallback)
+from cyclr.callback import Callback, CancelBatchException, CancelEpochException, CancelFitException, SaveModelCallback
+from cyclr.learner import Learner, OverfitResult
+from cyclr.progress import ProgressCallback
 from cyclr.metrics import accuracy
 from cyclr.schedules import constant, cosine, one_cycle
 
@@ -387,10 +389,14 @@ def test_resume_refuses_other_fits(tmp_path):
 def test_save_model_callback_keeps_the_best(tmp_path):
     learn = Learner(small(), cnn(), CE, metrics=accuracy, progress=False, path=tmp_path)
     cb = SaveModelCallback('best', monitor='accuracy')
+    saves, save = [], learn.save
+    learn.save = lambda *a, **k: saves.append(save(*a, **k)) or saves[-1]   # count every save
     learn.fit_one_cycle(3, 1e-2, cbs=cb)
     accs = [v[2] for v in learn.recorder.values]
     assert cb.best == max(accs) and (tmp_path / 'models' / 'best.pth').exists()
-    assert len(cb.saved) == sum(a > max(accs[:i], default=-1) for i, a in enumerate(accs))
+    # saved once per improvement, always to the same file; `saved` lists the distinct files written
+    assert len(saves) == sum(a > max(accs[:i], default=-1) for i, a in enumerate(accs))
+    assert [Path(f) for f in cb.saved] == [tmp_path / 'models' / 'best.pth'] and set(map(Path, saves)) == set(map(Path, cb.saved))
     with pytest.raises(ValueError, match='monitor'): learn.fit(1, cbs=SaveModelCallback(monitor='f1'))
 
 
@@ -416,11 +422,11 @@ def test_text_table_in_a_terminal(capsys):
 
 def test_html_table_updates_one_output(monkeypatch):
     import IPython.display
-    import cyclr.learner as L
+    import cyclr.progress as P
     shown = []
     class Handle:
         def update(self, obj): shown.append(obj.data)
-    monkeypatch.setattr(L, '_in_notebook', lambda: True)
+    monkeypatch.setattr(P, '_in_notebook', lambda: True)
     monkeypatch.setattr(IPython.display, 'display', lambda obj, display_id=None: shown.append(obj.data) or Handle())
     learn = Learner(small(), mlp(), CE, progress=False)
     learn.fit(2, cbs=ProgressCallback(bar=False))

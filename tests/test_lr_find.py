@@ -161,7 +161,7 @@ def test_restores_on_keyboard_interrupt(where):
         if n[0] == 6: raise KeyboardInterrupt
     def step_fn(xb, yb):
         model.train()
-        loss = LOSS(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad()
+        loss = LOSS(model(*xb), yb); loss.backward(); opt.step(); opt.zero_grad()
         interrupt()
         return loss
     def loss_func(preds, targets): interrupt(); return LOSS(preds, targets)
@@ -179,7 +179,7 @@ def test_restores_on_other_errors():
     train(model, opt, dl, 3)
     before = snapshot(model, opt, dl)
     def step_fn(xb, yb, n=[0]):
-        LOSS(model(xb), yb).backward(); opt.step(); opt.zero_grad()
+        LOSS(model(*xb), yb).backward(); opt.step(); opt.zero_grad()
         n[0] += 1
         return 'oops' if n[0] == 3 else 1.
     with pytest.raises(TypeError, match='step_fn'): lr_find(model, dl, LOSS, opt, num_it=10, step_fn=step_fn)
@@ -214,7 +214,7 @@ def test_extra_state_restored():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     def step_fn(xb, yb):
         scaler.scale /= 2
-        loss = LOSS(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad()
+        loss = LOSS(model(*xb), yb); loss.backward(); opt.step(); opt.zero_grad()
         return loss
     lr_find(model, dl, LOSS, opt, num_it=10, step_fn=step_fn, extra_state=[scaler])
     assert scaler.scale == 65536.
@@ -273,7 +273,8 @@ def test_loops_over_short_data():
     step = constant_step()
     res = lr_find(make_model(), dl, LOSS, torch.optim.SGD(make_model().parameters(), lr=1.), num_it=10, step_fn=step)
     assert len(res.lrs) == 10 and res.stop_reason == 'completed' and dl.passes == 4
-    assert [int(x[0, 0]) for x in step.seen] == [0, 1, 2] * 3 + [0]
+    assert all(isinstance(x, tuple) and len(x) == 1 for x in step.seen)   # step_fn gets the inputs as a tuple
+    assert [int(x[0][0, 0]) for x in step.seen] == [0, 1, 2] * 3 + [0]
 
 def test_one_shot_iterable_ends_the_test():
     "A generator cannot be read twice: the test ends when it runs dry."
@@ -310,7 +311,7 @@ def test_param_groups_keep_their_ratios():
     seen = []
     def step_fn(xb, yb):
         seen.append([g['lr'] for g in opt.param_groups])
-        loss = LOSS(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad()
+        loss = LOSS(model(*xb), yb); loss.backward(); opt.step(); opt.zero_grad()
         return loss
     model.train()
     res = lr_find(model, make_data(), LOSS, opt, num_it=20, end_lr=1., step_fn=step_fn, stop_div=False)
@@ -342,7 +343,7 @@ def test_tensor_lr_is_written_in_place():
     seen = []
     def step_fn(xb, yb):
         seen.append(float(opt.param_groups[0]['lr']))
-        loss = LOSS(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad()
+        loss = LOSS(model(*xb), yb); loss.backward(); opt.step(); opt.zero_grad()
         return loss
     lr_find(model, make_data(), LOSS, opt, num_it=6, step_fn=step_fn, stop_div=False)
     np.testing.assert_allclose(seen, sweep_lrs(1e-7, 10, 6), rtol=1e-6)
@@ -386,7 +387,7 @@ def test_gradient_accumulation_with_a_custom_step():
     before = snapshot(model, opt, dl)
     pending, n_steps = [], []
     def step_fn(xb, yb):
-        loss = LOSS(model(xb), yb)
+        loss = LOSS(model(*xb), yb)
         (loss / 2).backward()
         pending.append(loss.item())
         if len(pending) < 2: return None
@@ -401,7 +402,7 @@ def test_gradient_accumulation_with_a_custom_step():
 def test_device_moves_batches():
     model = make_model()
     seen = []
-    def step_fn(xb, yb): seen.append((xb.device, yb.device)); return 1.
+    def step_fn(xb, yb): seen.append((xb[0].device, yb.device)); return 1.
     lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=3, step_fn=step_fn,
             device='cpu')
     assert seen == [(torch.device('cpu'),) * 2] * 3
@@ -415,9 +416,9 @@ def test_cuda_model_restored_including_cuda_rng():
     before = snapshot(model, opt, dl)
     cuda_rng = torch.cuda.get_rng_state()
     def step_fn(xb, yb):
-        assert xb.is_cuda
+        assert xb[0].is_cuda
         torch.rand(3, device='cuda')  # uses the CUDA RNG
-        loss = LOSS(model(xb), yb); loss.backward(); opt.step(); opt.zero_grad()
+        loss = LOSS(model(*xb), yb); loss.backward(); opt.step(); opt.zero_grad()
         return loss
     model.train()
     res = lr_find(model, dl, LOSS, opt, num_it=20, step_fn=step_fn, n_runs=2)
@@ -450,11 +451,21 @@ def test_smoothing_stopping_and_suggestion_bounds(losses, beta, div_th, start, d
     assert np.all(res.losses[:-1] <= div_th * best[:-1])                  # nothing before the stop diverged
     diverged = bool(res.losses[-1] > div_th * best[-1])                  # (possibly at the very last step)
     assert (res.stop_reason == 'diverged') == diverged and (n == num_it or diverged)
-    if n >= 2:
-        lo, hi = res.lrs.min(), res.lrs.max()
-        assert start <= lo and hi <= end * (1 + 1e-12)
-        for name in ('steep', 'valley', 'slide'): assert lo <= getattr(res, name) <= hi
-        assert lo / 10 <= res.minimum <= hi / 10 and lo / 4 <= res.one_cycle_max <= hi / 4
+    lo, hi = res.lrs.min(), res.lrs.max()
+    assert start <= lo and hi <= end * (1 + 1e-12)
+    # the rules read the curve less its first tenth and last 5 steps (all of it when that leaves < 5 points); they
+    # suggest something only when >= 5 points remain and the loss falls below its start (median of its first 3)
+    steps = np.arange(n)
+    keep = (steps >= num_it // 10) & (steps <= n - 1 - 5)
+    kept = res.losses[keep] if keep.sum() >= 5 else res.losses
+    start_level = np.median(kept[:3])
+    if len(kept) < 5 or kept.min() >= start_level:           # too short, or never below the start: nothing
+        assert all(map(math.isnan, res.suggestions)) and isinstance(res.no_suggestion, str) and res.no_suggestion
+        return
+    if not kept[3:].min() < start_level * (1 - 1e-6): return   # only the first points are low: see the rising test
+    assert res.no_suggestion is None                          # the loss fell clearly below where it started
+    for name in ('steep', 'valley', 'slide'): assert lo <= getattr(res, name) <= hi
+    assert lo / 10 <= res.minimum <= hi / 10 and lo / 4 <= res.one_cycle_max <= hi / 4
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=60), st.floats(-8, 0), st.floats(.01, .5))
@@ -522,14 +533,24 @@ def test_suggestions_skip_the_first_tenth_and_last_five_steps():
     model = make_model()
     got = {}
     def spy(lrs, losses): got['lrs'] = lrs; return float(lrs[0])
-    res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=50,
-                  step_fn=constant_step(), suggest_funcs=[spy])
+    # the lowest losses are in the first 5 steps (skipped); from step 5 on the loss falls steadily (beta=0: unsmoothed)
+    values = [.1] * 5 + list(np.linspace(10., 1., 45))
+    res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=50, beta=0.,
+                  step_fn=lambda xb, yb, it=iter(values): next(it), suggest_funcs=[spy, minimum], stop_div=False)
     np.testing.assert_array_equal(got['lrs'], res.lrs[5:45])
-    assert res.spy == res.suggestions.spy == res.lrs[5] and res.suggestions._fields == ('spy',)
-    rising = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=50,
-                     step_fn=lambda xb, yb, n=[0]: n.append(1) or len(n), stop_div=False)
-    assert rising.minimum == rising.lrs[5] / 10   # a rising curve: the first point kept
-    assert rising.suggest([minimum], skip_end=0).minimum == rising.lrs[5] / 10
+    assert res.spy == res.suggestions.spy == res.lrs[5] and res.suggestions._fields == ('spy', 'minimum')
+    assert res.minimum == res.lrs[44] / 10 and res.no_suggestion is None   # not the lower losses of steps 0-4
+    assert res.suggest([minimum], skip_end=0).minimum == res.lrs[49] / 10
+
+def test_a_rising_curve_gives_no_suggestion():
+    "The loss rises from the first step on: it never falls below its starting level, so nothing is suggested."
+    model = make_model()
+    with pytest.warns(UserWarning, match='no LR suggestion from this range test: .*never fell'):
+        rising = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=50,
+                         step_fn=lambda xb, yb, n=[0]: n.append(1) or len(n), stop_div=False)
+    assert math.isnan(rising.minimum) and 'never fell' in rising.no_suggestion
+    with pytest.warns(UserWarning, match='no LR suggestion'):
+        assert math.isnan(rising.suggest([minimum], skip_end=0).minimum)
 
 def test_user_rules_by_partial_and_names():
     import functools
@@ -563,10 +584,21 @@ def test_valid_metric_higher_is_better_and_rules_see_its_negative():
     def acc(preds, targets): return (preds.argmax(1) == targets).float().mean()
     got = {}
     def spy(lrs, values): got['values'] = values; return float(lrs[-1])
+    # the model does not change, so the accuracy is flat: no suggestion (it never improves)
+    with pytest.warns(UserWarning, match='no LR suggestion'):
+        flat = lr_find(model, make_data(), None, torch.optim.SGD(model.parameters(), lr=.1), num_it=30,
+                       step_fn=constant_step(), valid_dl=vdl, valid_metric=acc, suggest_funcs=[spy])
+    np.testing.assert_allclose(flat.valid_scores, acc(model(x), y).item(), rtol=1e-6)
+    assert math.isnan(flat.spy) and 'never fell' in flat.no_suggestion and 'values' not in got
+    # a metric that rises by .01 per optimizer step: the rules see its negative, which falls
+    step = constant_step()
+    def rising_acc(preds, targets): return acc(preds, targets) + .01 * len(step.seen)
+    rising_acc.__name__ = 'acc'
     res = lr_find(model, make_data(), None, torch.optim.SGD(model.parameters(), lr=.1), num_it=30,
-                  step_fn=constant_step(), valid_dl=vdl, valid_metric=acc, suggest_funcs=[spy])
-    np.testing.assert_allclose(res.valid_scores, acc(model(x), y).item(), rtol=1e-6)
+                  step_fn=step, valid_dl=vdl, valid_metric=rising_acc, suggest_funcs=[spy])
+    np.testing.assert_allclose(res.valid_scores, acc(model(x), y).item() + .01 * np.arange(1, 31), rtol=1e-6)
     np.testing.assert_array_equal(got['values'], -res.valid_scores[3:25])
+    assert res.spy == res.valid_lrs[24] and res.no_suggestion is None
     assert res.higher_is_better and res.score_name == 'valid acc'
 
 def test_valid_variant_on_training_gives_a_clr_range_and_restores():
@@ -618,6 +650,25 @@ def test_n_runs_with_the_loaders_own_generator():
     assert not np.array_equal(res.runs[0].raw_losses, res.runs[1].raw_losses)
     assert_same(snapshot(model, opt, dl), before)
 
+def test_n_runs_no_suggestion_describes_the_combined_result():
+    "`no_suggestion` explains NaN suggestions: the combined result has a reason only when its own suggestions are NaN."
+    model = make_model()
+    run = [-1]
+    def before_run(): run[0] += 1
+    def step_fn(xb, yb, n=[0]):
+        n[0] += 1
+        return 1. if run[0] == 0 else 1. / n[0]     # run 0: a flat curve; runs 1 and 2: falling ones
+    with pytest.warns(UserWarning, match='no LR suggestion'):
+        res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=20,
+                      step_fn=step_fn, n_runs=3, before_run=before_run)
+    assert 'never fell' in res.runs[0].no_suggestion and res.runs[1].no_suggestion is None
+    assert all(map(math.isfinite, res.suggestions))   # the medians of the runs that gave one
+    assert res.no_suggestion is None
+    with pytest.warns(UserWarning, match='no LR suggestion'):
+        flat = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=20,
+                       step_fn=constant_step(), n_runs=2)
+    assert all(map(math.isnan, flat.suggestions)) and 'never fell' in flat.no_suggestion
+
 # ---------------------------------------------------------------- result object and plot
 
 def test_result_plot_marks_each_suggestion_on_the_curve():
@@ -644,11 +695,23 @@ def test_result_plot_marks_each_suggestion_on_the_curve():
 def test_result_repr_copy_and_attributes():
     model = make_model()
     res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=20,
-                  step_fn=constant_step())
-    assert 'LRFindResult(20 steps' in repr(res) and 'valley=' in repr(res)
+                  step_fn=lambda xb, yb, it=iter(np.linspace(2., 1., 20)): next(it))
+    assert 'LRFindResult(20 steps' in repr(res) and 'valley=' in repr(res) and 'valley=nan' not in repr(res)
     clone = copy.deepcopy(res)
-    assert clone.valley == res.valley and isinstance(clone, LRFindResult)
+    assert clone.valley == res.valley and math.isfinite(res.valley) and isinstance(clone, LRFindResult)
+    assert clone.no_suggestion is None
     with pytest.raises(AttributeError): res.no_such_rule
+    # a flat curve gives no suggestion: NaN, a warning, and the reason in `no_suggestion` (kept by a copy)
+    with pytest.warns(UserWarning, match='no LR suggestion from this range test: the loss never fell'):
+        flat = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=20,
+                       step_fn=constant_step())
+    assert 'valley=nan' in repr(flat) and all(map(math.isnan, flat.suggestions))
+    assert copy.deepcopy(flat).no_suggestion == flat.no_suggestion and 'never fell' in flat.no_suggestion
+    # too short a curve: fewer than 5 usable points
+    with pytest.warns(UserWarning, match='no LR suggestion from this range test: only 4 usable point'):
+        short = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=4,
+                        step_fn=lambda xb, yb, it=iter([4., 3., 2., 1.]): next(it))
+    assert all(map(math.isnan, short.suggestions)) and 'at least 5' in short.no_suggestion
 
 def test_show_plot_outside_notebooks(monkeypatch):
     shown = []
@@ -674,28 +737,28 @@ def named_rule(lrs, losses): return float(lrs[0])
 
 def _model(): return make_model()
 BAD = [
-    (dict(start_lr=0), ValueError, ['start_lr', '(0, inf)']),
-    (dict(start_lr=-1e-3), ValueError, ['start_lr', '(0, inf)']),
-    (dict(start_lr=float('nan')), ValueError, ['start_lr']),
-    (dict(end_lr=float('inf')), ValueError, ['end_lr', 'finite']),
-    (dict(start_lr='1e-3'), TypeError, ['start_lr', 'real number']),
-    (dict(start_lr=1., end_lr=1.), ValueError, ['start_lr', 'end_lr']),
-    (dict(start_lr=1., end_lr=1e-3), ValueError, ['start_lr', 'smaller']),
-    (dict(num_it=1), ValueError, ['num_it', '>= 2']),
-    (dict(num_it=10.), TypeError, ['num_it', 'int']),
-    (dict(num_it=True), TypeError, ['num_it']),
-    (dict(mode='cos'), ValueError, ['mode', "'exp' or 'linear'"]),
-    (dict(beta=1.), ValueError, ['beta', '[0, 1)']),
-    (dict(beta=-.1), ValueError, ['beta', '[0, 1)']),
-    (dict(div_th=1.), ValueError, ['div_th', '(1, inf)']),
-    (dict(div_th=float('nan')), ValueError, ['div_th']),
-    (dict(n_runs=0), ValueError, ['n_runs', '>= 1']),
-    (dict(n_runs=2.), TypeError, ['n_runs']),
-    (dict(valid_every=0), ValueError, ['valid_every', '>= 1']),
-    (dict(max_skips=-1), ValueError, ['max_skips', '>= 0']),
-    (dict(stop_div='yes'), TypeError, ['stop_div']),
-    (dict(progress=None), TypeError, ['progress']),
-    (dict(show_plot='auto'), TypeError, ['show_plot']),
+    (dict(start_lr=0), ValueError, ['`start_lr` must be a finite number > 0', 'got 0']),
+    (dict(start_lr=-1e-3), ValueError, ['`start_lr` must be a finite number > 0', 'got -0.001']),
+    (dict(start_lr=float('nan')), ValueError, ['`start_lr` must be a finite number > 0', 'got nan']),
+    (dict(end_lr=float('inf')), ValueError, ['`end_lr` must be a finite number > 0', 'got inf']),
+    (dict(start_lr='1e-3'), TypeError, ['`start_lr` must be a finite number > 0', "got str '1e-3'"]),
+    (dict(start_lr=1., end_lr=1.), ValueError, ['`start_lr` must be < `end_lr`', 'start_lr=1.0 and end_lr=1.0']),
+    (dict(start_lr=1., end_lr=1e-3), ValueError, ['`start_lr` must be < `end_lr`', 'start_lr=1.0 and end_lr=0.001']),
+    (dict(num_it=1), ValueError, ['`num_it` must be an integer >= 2', 'got 1']),
+    (dict(num_it=10.), TypeError, ['`num_it` must be an integer >= 2', 'got float 10.0']),
+    (dict(num_it=True), TypeError, ['`num_it` must be an integer >= 2', 'got bool True']),
+    (dict(mode='cos'), ValueError, ["`mode` must be one of 'exp', 'linear'", "got 'cos'"]),
+    (dict(beta=1.), ValueError, ['`beta` must be a finite number in [0, 1)', 'got 1.0']),
+    (dict(beta=-.1), ValueError, ['`beta` must be a finite number in [0, 1)', 'got -0.1']),
+    (dict(div_th=1.), ValueError, ['`div_th` must be a number > 1', 'got 1.0']),
+    (dict(div_th=float('nan')), ValueError, ['`div_th` must be a number > 1', 'got nan']),
+    (dict(n_runs=0), ValueError, ['`n_runs` must be an integer >= 1', 'got 0']),
+    (dict(n_runs=2.), TypeError, ['`n_runs` must be an integer >= 1', 'got float 2.0']),
+    (dict(valid_every=0), ValueError, ['`valid_every` must be an integer >= 1', 'got 0']),
+    (dict(max_skips=-1), ValueError, ['`max_skips` must be an integer >= 0', 'got -1']),
+    (dict(stop_div='yes'), TypeError, ['`stop_div` must be True or False', "got str 'yes'"]),
+    (dict(progress=None), TypeError, ['`progress` must be True or False', 'got NoneType None']),
+    (dict(show_plot='auto'), TypeError, ['`show_plot` must be', 'None', "got str 'auto'"]),
     (dict(suggest_funcs=(lambda lrs, losses: 1.,)), ValueError, ['suggest_funcs', '<lambda>']),
     (dict(suggest_funcs=(named_rule, named_rule)), ValueError, ['suggest_funcs', 'named_rule']),
     (dict(suggest_funcs=(minimum, 3)), TypeError, ['suggest_funcs']),
@@ -704,15 +767,15 @@ BAD = [
     (dict(valid_metric=named_rule), ValueError, ['valid_metric', 'valid_dl']),
     (dict(valid_dl=[], ), ValueError, ['valid_dl', 'empty']),
     (dict(device='nonsense'), ValueError, ['device']),
-    (dict(device=3), TypeError, ['device']),
-    (dict(step_fn=3), TypeError, ['step_fn']),
+    (dict(device=3), TypeError, ['`device` must be', 'got int 3']),
+    (dict(step_fn=3), TypeError, ['`step_fn` must be', 'got int 3']),
     (dict(extra_state=[object()]), TypeError, ['extra_state']),
-    (dict(model=nn.Linear), TypeError, ['model', 'Module']),
-    (dict(optimizer='sgd'), TypeError, ['optimizer']),
+    (dict(model=nn.Linear), TypeError, ['`model` must be a torch.nn.Module', 'got type']),
+    (dict(optimizer='sgd'), TypeError, ['`optimizer` must be a torch.optim.Optimizer', "got str 'sgd'"]),
     (dict(train_dl=[]), ValueError, ['train_dl', 'empty']),
-    (dict(train_dl=5), TypeError, ['train_dl']),
-    (dict(train_dl='batches'), TypeError, ['train_dl']),
-    (dict(loss_func=None), TypeError, ['loss_func']),
+    (dict(train_dl=5), TypeError, ['`train_dl` must be', 'got int 5']),
+    (dict(train_dl='batches'), TypeError, ['`train_dl` must be', "got str 'batches'"]),
+    (dict(loss_func=None), TypeError, ['`loss_func` must be', 'got NoneType None']),
 ]
 
 @pytest.mark.parametrize('kwargs,exc,words', BAD, ids=[', '.join(k for k in b[0]) + f'-{i}' for i, b in enumerate(BAD)])
