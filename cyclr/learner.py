@@ -466,7 +466,8 @@ class Learner(FitPolicies):
     def _read(self, name, with_opt=True, with_rng=True):
         "The checkpoint `name`, read, verified and checked to fit this Learner before anything is loaded."
         file = self._file(name)
-        ckpt = read_checkpoint(file, map_location=self.device)
+        try: ckpt = read_checkpoint(file, map_location=self.device)
+        except FileNotFoundError: raise FileNotFoundError(f"no checkpoint {str(file)!r} (from `name`={name!r})") from None
         check_learner_state(ckpt, file, self.model, self.opt, self._groups(), len(rng_state(self._loaders())['generators']),
                             with_opt, with_rng)
         return ckpt

@@ -138,7 +138,7 @@ MIN_POINTS = 5  # fewer usable points than this: the curve is too short to read
 def _no_suggestion(lrs, values):
     "Why the curve (`lrs`, `values`) supports no suggestion, or None when it does."
     if len(values) < MIN_POINTS: return f"only {len(values)} usable point(s); a curve needs at least {MIN_POINTS}"
-    start, low = np.median(values[:3]), values.min()
+    start, low = np.median(values[:3]), values[3:].min()  # the start level against the rest of the curve
     if not low < start - 1e-6 * max(abs(start), 1e-12): return "the loss never fell below its starting level"
     return None
 
@@ -451,6 +451,8 @@ def lr_find(model, train_dl, loss_func, optimizer,
         res = dataclasses.replace(res, suggestions=type(res.suggestions)(*(spread[k].median for k in names)),
                                   clr_range=tuple(_geo_median([r.clr_range[j] for r in runs]) for j in range(2)),
                                   runs=runs, spread=spread)
+        if any(np.isfinite(v) for v in res.suggestions): res.no_suggestion = None  # the medians stand on the runs that gave one
+        else: res.no_suggestion = '; '.join(sorted({r.no_suggestion for r in runs if r.no_suggestion})) or None
     if show_plot or (show_plot is None and _in_ipython()):
         import matplotlib.pyplot as plt
         from IPython.display import display

@@ -268,7 +268,7 @@ def _momentums(moms, n: int, what: str):
     if moms is None: return None
     check_type('moms', moms, (tuple, list), f'a tuple {what} or None')
     if len(moms) != n: raise fail('moms', f'a tuple of {n} momentums {what}', moms)
-    return tuple(check_real('moms', m, lo=0, hi=1) for m in moms)
+    return tuple(check_real('moms', m, lo=0, hi=1, hi_open=True) for m in moms)  # a momentum of 1 never forgets: [0, 1)
 
 _CYCLIC_MODES = {
     'triangular': (lambda c: np.ones_like(c), 'cycle'),
