@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-PIP     = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+PIP     = $(BIN)/pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 OUT    ?= demo_out
 
 .PHONY: demo test test-fast sync-check export readme bench clean
@@ -13,11 +13,13 @@ $(BIN)/python:
 
 # Runtime install: what `cyclr demo` needs and nothing more.
 $(VENV)/.run-installed: settings.ini setup.py constraints.txt | $(BIN)/python
+	@echo "Installing cyclr and its runtime dependencies into $(VENV) (first run only; a few minutes)"
 	$(PIP) -e .
 	touch $@
 
 # Development install: the pinned nbdev 2 toolchain and the test stack on top.
 $(VENV)/.dev-installed: settings.ini setup.py constraints.txt | $(BIN)/python
+	@echo "Installing cyclr with the dev tools (nbdev, Jupyter, pytest, Lightning, Playwright) into $(VENV) (first run only; several minutes)"
 	$(PIP) -e '.[dev]'
 	touch $@ $(VENV)/.run-installed
 

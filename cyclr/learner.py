@@ -24,7 +24,7 @@ from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .distributed import (any_rank, ddp_key, get_rank, get_world_size, is_distributed, is_main_process, is_sharded,
                                shard_loader, sum_over_ranks, wrap_ddp)
-from .training import StepPlan, TrainStep, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
+from .training import StepPlan, TrainStep, as_dls, check_eval_dl, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
 from .lr_find import lr_find, sweep_lrs
 from .callback import (CancelBatchException, CancelEpochException, CancelFitException, Callback, as_callbacks,
                             handlers)
@@ -32,30 +32,6 @@ from .recorder import Recorder, set_mom
 from .progress import ProgressCallback
 from .checkpoint import check_learner_state, check_resume, read_checkpoint, write_checkpoint
 from .fit import FitPolicies, OverfitResult
-
-# %% ../nbs/10_learner.ipynb #13bf25f1
-def _as_dls(dls):
-    "`dls` as a cyclr DataLoaders (a (train, valid) pair is wrapped); ValueError when a loader is empty."
-    if isinstance(dls, (tuple, list)) and not isinstance(dls, DataLoaders):
-        if not 1 <= len(dls) <= 2: raise fail('dls', 'DataLoaders or a (train_dl, valid_dl) pair', dls)
-        try: dls = DataLoaders(*dls)
-        except (TypeError, ValueError) as e: raise type(e)(f"`dls`: {e}") from None
-    if not hasattr(dls, 'train'): raise fail('dls', 'a cyclr DataLoaders (with .train and .valid)', dls, kind=True)
-    for name, dl in (('train', dls.train), ('valid', getattr(dls, 'valid', None))):
-        if dl is None: continue
-        try: n = len(dl)
-        except TypeError: raise fail(f'dls.{name}', 'a DataLoader with a length (map-style)', dl, kind=True) from None
-        if n == 0: raise ValueError(f"`dls.{name}` is empty: it must yield at least 1 batch")
-    return dls
-
-def _check_eval_dl(dl):
-    "`dl`, checked to be a non-empty iterable of batches with a length."
-    if dl is None: raise ValueError("`dl`: the Learner has no validation DataLoader; pass one")
-    if isinstance(dl, (str, bytes, torch.Tensor)) or not hasattr(dl, '__iter__'): raise fail('dl', 'a DataLoader (an iterable of batches)', dl, kind=True)
-    try: n = len(dl)
-    except TypeError: raise fail('dl', 'a DataLoader with a length (map-style)', dl, kind=True) from None
-    if n == 0: raise ValueError("`dl` is empty: it must yield at least 1 batch")
-    return dl
 
 # %% ../nbs/10_learner.ipynb #9706c2cb
 def _param_key(groups):
@@ -86,7 +62,7 @@ class Learner(FitPolicies):
                  path='.',                   # checkpoints are path/model_dir/NAME.pth
                  model_dir='models',
                  n_inp=None):                # how many items of a batch are the model's inputs; None: all but the last
-        dls = _as_dls(dls)
+        dls = as_dls(dls)
         check_type('model', model, nn.Module, 'a torch.nn.Module')
         check_loss_func(loss_func)
         check_callable('opt_func', opt_func, 'a torch.optim class or a callable (params, lr=...) -> Optimizer')
@@ -238,7 +214,7 @@ class Learner(FitPolicies):
 
     def _check_settings(self):
         "Re-check the settings a user may have changed since __init__, and that something can train."
-        _as_dls(self.dls)
+        as_dls(self.dls)
         check_int('grad_accum', self.grad_accum, lo=1)
         check_real('grad_clip', self.grad_clip, lo=0, lo_open=True, none=True)
         if not any(p.requires_grad for p in self.model.parameters()):
@@ -406,7 +382,7 @@ class Learner(FitPolicies):
     # ---- validation and predictions ------------------------------------------------------------------
     def validate(self, dl=None):
         "`[loss, *metrics]` on `dl` (default: the validation set), as means over its items."
-        dl = _check_eval_dl(self.dls.valid if dl is None else dl)
+        dl = check_eval_dl(self.dls.valid if dl is None else dl)
         if self._ts is None: self._make_step()
         keep = (self.training, getattr(self, 'dl', None), getattr(self, 'n_iter', None), self.valid_results)
         modes = [m.training for m in self.model.modules()]
@@ -417,7 +393,7 @@ class Learner(FitPolicies):
 
     def get_preds(self, dl=None):
         "Model outputs and targets on `dl` (default: the validation set), concatenated on the CPU."
-        dl = _check_eval_dl(self.dls.valid if dl is None else dl)
+        dl = check_eval_dl(self.dls.valid if dl is None else dl)
         autocast = self._make_step().autocast
         modes = [m.training for m in self.model.modules()]
         self.model.eval()
