@@ -6,9 +6,13 @@
 __all__ = ['ProgressCallback']
 
 # %% ../nbs/09b_progress.ipynb #4cabdd78
+import math
+import time
+
 from tqdm.auto import tqdm
 
 from .callback import Callback
+from .checks import check_bool, check_real
 from .distributed import is_main_process
 
 # %% ../nbs/09b_progress.ipynb #dc06ff3e
@@ -29,9 +33,15 @@ def _fmt_time(t):
     return f'{m:02d}:{s:02d}'
 
 class ProgressCallback(Callback):
-    "A progress bar over the training batches (`bar`) and a table with a row per epoch (`table`)."
+    "A progress bar over each epoch's training batches (`bar`) and a table with a row per epoch (`table`)."
     order = 60
-    def __init__(self, bar=True, table=True): self.bar, self.table, self._pbar, self._active = bar, table, None, True
+    def __init__(self,
+                 bar: bool = True,  # a tqdm bar over the training batches of each epoch
+                 table: bool = True,  # a row per epoch: losses, metrics, time
+                 delay: float = 0.2):  # seconds an epoch runs before its bar appears; a shorter epoch shows none
+        self.bar, self.table = check_bool('bar', bar), check_bool('table', table)
+        self.delay = check_real('delay', delay, lo=0)
+        self._pbar, self._active, self._due = None, True, math.inf
 
     def _render_html(self):
         head = ''.join(f'<th>{n}</th>' for n in self._names)
@@ -40,14 +50,19 @@ class ProgressCallback(Callback):
 
     def _line(self, cells): return '  '.join(str(c).ljust(w) for c, w in zip(cells, self._widths)).rstrip()
 
+    def _write(self, line):
+        if self._pbar is None: print(line)  # no bar to draw around
+        else: tqdm.write(line)
+
     def _show(self, row=None):
         if self._html:
             from IPython.display import HTML
             self._handle.update(HTML(self._render_html()))
-        elif row is not None: tqdm.write(self._line(row))
+        elif row is not None: self._write(self._line(row))
 
     def before_fit(self, learn):
         self._active = is_main_process()  # one table for the whole run, not one per process
+        self._every, self._due = 1, math.inf  # batches between bar updates, and the next batch due
         if not self._active: return
         self._names = ['epoch', *learn.recorder.metric_names, 'time']
         self._widths = [max(len(n), 9) for n in self._names]
@@ -59,23 +74,38 @@ class ProgressCallback(Callback):
             from IPython.display import HTML, display
             self._handle = display(HTML(self._render_html()), display_id=True)
         else:
-            for r in [self._names] + self._rows: tqdm.write(self._line(r))
+            for r in [self._names] + self._rows: self._write(self._line(r))
 
     def before_train(self, learn):
-        if self.bar and self._active: self._pbar = tqdm(total=learn.n_iter, leave=False, desc=f'epoch {learn.epoch}')
+        if not (self.bar and self._active): return
+        self._start = self._last = time.perf_counter()
+        self._due = self._every - 1
+        if self._pbar is not None:  # the fit's bar, back to zero for this epoch
+            self._pbar.set_description_str(f'epoch {learn.epoch}', refresh=False)
+            self._pbar.reset(total=learn.n_iter)
 
     def after_batch(self, learn):
-        if self._pbar is not None and learn.training: self._pbar.update(1)
+        if learn.iter >= self._due and learn.training: self._advance(learn)
 
-    def _close(self):
-        if self._pbar is not None: self._pbar.close(); self._pbar = None
+    def _advance(self, learn):
+        "Bring the bar to batch `learn.iter` (making it once the epoch has run `delay` seconds) and set the next batch due."
+        now, done = time.perf_counter(), learn.iter + 1
+        if self._pbar is not None: self._pbar.update(done - self._pbar.n)
+        elif now - self._start >= self.delay:
+            self._pbar = tqdm(total=learn.n_iter, initial=done, leave=False, desc=f'epoch {learn.epoch}')
+        # about ten updates a second: twice the stride while they come faster, half while they come slower than 2/s
+        if now - self._last < .1: self._every *= 2
+        elif now - self._last > .5 and self._every > 1: self._every //= 2
+        self._last, self._due = now, learn.iter + self._every
 
-    def after_train(self, learn): self._close()
+    def after_train(self, learn):
+        self._due = math.inf  # validation batches move no bar
+        if self._pbar is not None: self._pbar.update(min(learn.iter + 1, self._pbar.total) - self._pbar.n)
 
     def after_epoch(self, learn):
-        self._close()
         if not self.table or not self._active: return
         row = [learn.epoch, *map(_fmt, learn.recorder.values[-1]), _fmt_time(learn.recorder.times[-1])]
         self._rows.append(row); self._show(row)
 
-    def after_fit(self, learn): self._close()
+    def after_fit(self, learn):
+        if self._pbar is not None: self._pbar.close(); self._pbar = None
