@@ -8,7 +8,6 @@ from __future__ import annotations
 import ast
 import html
 import inspect
-import io
 import math
 import numbers
 import re
@@ -18,48 +17,18 @@ import ipywidgets as widgets
 from ipywidgets.widgets.widget_bool import CheckboxStyle
 from ipywidgets.widgets.widget_description import DescriptionStyle
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator, ScalarFormatter
-from PIL import Image as PILImage
 
 from .checks import check_bool, check_choice, check_int, check_lr, check_real, check_type, fail
+from .picker import LRPicker, lr_find_picker
 from .policies import POLICIES, Param
 from .schedules import Schedule
+from .widget_parts import LOG_STEP, PlotImage, log_slider
+
+_all_ = ['LOG_STEP', 'LRPicker', 'lr_find_picker']  # the picker and the slider step, importable from here too
 
 # %% auto #0
-__all__ = ['LOG_STEP', 'ScheduleExplorer', 'schedule_explorer', 'LRPicker', 'lr_find_picker']
-
-# %% ../nbs/12_widgets.ipynb #ce6c7dc2
-class _PlotImage:
-    "A matplotlib figure made once and re-rendered as PNG into a fixed-size `ipywidgets.Image` by `render`."
-    def __init__(self, figsize: tuple[float, float], dpi: int = 100):
-        self.figure = Figure(figsize=figsize, dpi=dpi)
-        FigureCanvasAgg(self.figure)  # Agg whatever the notebook's backend: works headless and in Voila
-        w, h = (int(round(v * dpi)) for v in figsize)
-        self.widget = widgets.Image(format='png', layout=widgets.Layout(width=f'{w}px', height=f'{h}px',
-                                                                         flex='0 0 auto'))
-
-    def png(self) -> bytes:
-        "The figure drawn now, as a palette PNG."
-        canvas = self.figure.canvas
-        canvas.draw()
-        rgba = PILImage.frombuffer('RGBA', canvas.get_width_height(), canvas.buffer_rgba(), 'raw', 'RGBA', 0, 1)
-        # 64 colours: a line plot looks the same and the PNG is 4x smaller (to send, and where notebooks store it),
-        # in less time than the smaller PNG saves in encoding. The fast octree quantizer works in steps of 16 levels
-        # per channel (so a light grey meant to differ from white must be below 240) and returns white as 254
-        img = rgba.quantize(colors=64, method=PILImage.Quantize.FASTOCTREE)
-        palette = np.array(img.getpalette(), dtype=np.uint8).reshape(-1, 3)
-        palette[(palette >= 248).all(axis=1)] = 255
-        img.putpalette(palette.ravel().tolist())
-        buf = io.BytesIO()
-        img.save(buf, format='png', compress_level=6)
-        return buf.getvalue()
-
-    def render(self) -> bytes:
-        "Draw the figure and put the PNG into the `Image` widget (the only thing sent to the browser)."
-        self.widget.value = self.png()
-        return self.widget.value
+__all__ = ['ScheduleExplorer', 'schedule_explorer', 'LOG_STEP', 'LRPicker', 'lr_find_picker']
 
 # %% ../nbs/12_widgets.ipynb #a9b9a008
 def _literal(value) -> str:
@@ -106,17 +75,6 @@ def _initial(p: Param, value):
     if not (value[0] == value[-1] and value[1] <= value[0]): raise fail(p.name, f"{shape} momentums for the explorer's range slider", value)
     return value
 
-LOG_STEP = 0.01  # decades per arrow-key press: 10 presses are a factor 1.26, 100 a factor 10
-
-def _log_slider(value: float, lo: float, hi: float, **kwargs) -> widgets.FloatLogSlider:
-    "A log slider over 10**`lo`..10**`hi` whose grid of `LOG_STEP` passes through `value` exactly."
-    # the browser snaps the value to the step's grid when it draws the slider: a grid through the starting
-    # value leaves it as given, and the arrow keys still move it by a visible factor
-    e = math.log10(value)
-    emin = e - math.ceil((e - lo) / LOG_STEP - 1e-9) * LOG_STEP
-    emax = e + math.ceil((hi - e) / LOG_STEP - 1e-9) * LOG_STEP
-    return widgets.FloatLogSlider(value=value, base=10, min=emin, max=emax, step=LOG_STEP, readout_format='.3', **kwargs)
-
 def _make_control(p: Param, value, total_steps: int, look: _Look | None = None) -> widgets.Widget:
     "The widget showing parameter `p` at `value`; int ranges without `hi` end at `total_steps`."
     look = look or _Look()
@@ -124,7 +82,7 @@ def _make_control(p: Param, value, total_steps: int, look: _Look | None = None) 
     common = dict(description=p.name, tooltip=p.help, style=style, layout=look.layout)
     if p.kind == 'log':
         lo, hi = math.log10(min(p.lo, value)), math.log10(max(p.hi, value))
-        return _log_slider(value, math.floor(lo), math.ceil(hi), **common)
+        return log_slider(value, math.floor(lo), math.ceil(hi), **common)
     if p.kind == 'int':
         hi = max(p.hi or total_steps, int(value))
         return widgets.IntSlider(value=int(value), min=min(p.lo, int(value)), max=hi, **common)
@@ -237,7 +195,7 @@ class ScheduleExplorer(widgets.VBox):
         self.pin_button = widgets.Button(description='Pin as reference', tooltip='keep the current curve as a grey reference',
                                          layout=widgets.Layout(width='auto'))
         self.code_box = widgets.HTML(layout=look.layout)
-        self._plot = _PlotImage((6., 4.))
+        self._plot = PlotImage((6., 4.))
         self.image, self.figure = self._plot.widget, self._plot.figure
         self._setup_axes()
         left = widgets.VBox([self.policy, self.steps, self.params_box, self.message],
@@ -492,102 +450,3 @@ def schedule_explorer(policy: str = 'one_cycle',  # a name in cyclr.policies.POL
                       **initial) -> ScheduleExplorer:  # starting values of the policy's parameters, e.g. lr_max=1e-2
     "Sliders for every parameter of `policy`, a live plot of its LR and momentum, and the code line to copy."
     return ScheduleExplorer(policy, total_steps, compare, steps_per_epoch, **initial)
-
-# %% ../nbs/12_widgets.ipynb #331679c6
-class LRPicker(widgets.VBox):
-    "The range test's curve (what its suggestions were read from), its suggestions, and a log slider moving a marker to the LR you pick."
-    def __init__(self, result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
-                 value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
-                 skip_start: int = 5, skip_end: int = 5):  # points left out at either end of the plotted curve
-        try: lrs, values, _ = result.curve
-        except (AttributeError, TypeError, ValueError):
-            raise fail('result', 'an LRFindResult (with `curve`)', result, kind=True) from None
-        lrs, values = np.asarray(lrs, dtype=np.float64), np.asarray(values, dtype=np.float64)
-        if lrs.ndim != 1 or lrs.shape != values.shape or len(lrs) < 2:
-            raise ValueError(f"`result` must hold at least 2 (lr, value) points of equal length, got {lrs.shape} and {values.shape}")
-        skip_start, skip_end = check_int('skip_start', skip_start, lo=0), check_int('skip_end', skip_end, lo=0)
-        keep = np.isfinite(lrs) & (lrs > 0) & np.isfinite(values)
-        sl = slice(skip_start, len(lrs) - skip_end if skip_end else None)
-        if keep[sl].sum() >= 2: lrs, values, keep = lrs[sl], values[sl], keep[sl]
-        if keep.sum() < 2: raise ValueError('`result` has fewer than 2 finite points with lr > 0')
-        # `curve` is lower-is-better; a metric (higher is better, e.g. 'valid accuracy') was sign-flipped for the
-        # rules: show it as measured. Only the training and validation losses are lower-is-better
-        self.score_name = str(result.score_name)
-        self._sign = 1. if self.score_name in ('loss', 'valid loss') else -1.
-        self.lrs, self.scores = lrs[keep], self._sign * values[keep]
-        self.mode = result.mode
-        sugg = result.suggestions
-        items = sugg._asdict().items() if hasattr(sugg, '_asdict') else ()
-        self.suggestions = {k: float(v) for k, v in items if v is not None and np.isfinite(v) and v > 0}
-        lo, hi = min([self.lrs.min(), *self.suggestions.values()]), max([self.lrs.max(), *self.suggestions.values()])
-        if value is None:
-            value = self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
-        else:
-            value = check_lr('value', value)
-            if not lo <= value <= hi: raise fail('value', f'a learning rate in [{lo:.3g}, {hi:.3g}] (the tested range)', value)
-
-        self.slider = _log_slider(value, math.log10(lo), math.log10(hi), description='lr',
-                                  style={'description_width': '30px'}, layout=widgets.Layout(width='550px'))
-        self.buttons = {}
-        for name, lr in self.suggestions.items():
-            b = widgets.Button(description=f'{name} {lr:.2e}', tooltip=f'move the marker to the {name} suggestion',
-                               layout=widgets.Layout(width='auto'))
-            b.on_click(lambda _, lr=lr: setattr(self.slider, 'value', lr))
-            self.buttons[name] = b
-        self.readout = widgets.HTML()
-        self._plot = _PlotImage((5.5, 3.3))
-        self.image, self.figure = self._plot.widget, self._plot.figure
-        ax = self.ax = self.figure.add_subplot()
-        self.figure.subplots_adjust(left=.13, right=.97, top=.92, bottom=.15)
-        self.curve_line, = ax.plot(self.lrs, self.scores, color='C0', lw=1.5)
-        for k, (name, lr) in enumerate(self.suggestions.items()):
-            ax.plot([lr], [self._score_at(lr)], 'o', ms=6, color=f'C{k + 1}', label=f'{name}: {lr:.2e}')
-        self.marker = ax.axvline(value, color='0.15', lw=1.2)  # dark grey: the suggestions use C1, C2, ...
-        self.dot, = ax.plot([value], [self._score_at(value)], 'o', ms=10, mfc='none', mec='0.15', mew=1.5)
-        ax.set_xscale('log' if self.mode == 'exp' else 'linear'); ax.set_xlabel('learning rate')
-        ax.set_ylabel('loss (smoothed)' if self.score_name == 'loss' else self.score_name)
-        ax.xaxis.set_minor_locator(NullLocator())  # decades only: cleaner, and a faster redraw
-        ax.xaxis.set_label_coords(.5, -.12); ax.yaxis.set_label_coords(-.1, .5)  # fixed: no layout work per redraw
-        self._title = ax.set_title('', loc='left', fontsize=9, color='0.15')
-        ax.grid(alpha=.25)
-        if self.suggestions: ax.legend(fontsize=8, frameon=False)
-        super().__init__([self.image, self.slider, widgets.HBox(list(self.buttons.values())), self.readout])
-        self.add_class('cyclr-lr-picker')
-        self._update()
-        self.slider.observe(self._update, 'value')
-
-    def _score_at(self, lr: float) -> float:
-        "The curve's score (as measured) at `lr`, interpolated in log LR."
-        order = np.argsort(self.lrs)
-        return float(np.interp(math.log(lr), np.log(self.lrs[order]), self.scores[order]))
-
-    @property
-    def value(self) -> float:
-        "The learning rate under the marker."
-        return float(self.slider.value)
-
-    @value.setter
-    def value(self, lr: float): self.slider.value = lr
-
-    def _update(self, change=None):
-        v = self.value
-        self.marker.set_xdata([v, v])
-        self.dot.set_data([v], [self._score_at(v)])
-        name = 'smoothed loss' if self.score_name == 'loss' else self.score_name
-        self.readout.value = (f'<span style="font-size:13px">chosen LR <b>{v:.3g}</b> &nbsp;·&nbsp; {html.escape(name)} there '
-                              f'{self._score_at(v):.4g}</span>')
-        self._title.set_text(f'chosen LR {v:.3g}')
-        self._plot.render()
-
-    def snapshot(self):
-        "The plot as shown now, as an `IPython.display.Image`."
-        from IPython.display import Image
-        return Image(data=self.image.value, format='png')
-
-    def __repr__(self): return f'LRPicker(value={self.value:.3g})'
-
-def lr_find_picker(result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
-                   value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
-                   skip_start: int = 5, skip_end: int = 5) -> LRPicker:  # points left out at either end of the curve
-    "The range test's curve with its suggestions and a marker you move to pick an LR; `.value` is the pick."
-    return LRPicker(result, value, skip_start, skip_end)
