@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 PIP     = $(BIN)/pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 OUT    ?= demo_out
 
-.PHONY: demo test test-fast sync-check export readme bench clean
+.PHONY: demo test test-fast sync-check export readme docs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ sync-check: $(VENV)/.dev-installed
 export: $(VENV)/.dev-installed
 	$(BIN)/nbdev_export
 	$(BIN)/python tools/make_readme.py
+
+# The documentation site from the notebooks (nbconvert pages and API pages with parameter tables): _docs/index.html
+docs: $(VENV)/.dev-installed
+	$(BIN)/python tools/make_docs.py _docs
 
 bench: $(VENV)/.dev-installed
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
