@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import ast
 import html
-import inspect
 import math
-import numbers
 import re
-from dataclasses import dataclass
 
 import ipywidgets as widgets
 from ipywidgets.widgets.widget_bool import CheckboxStyle
