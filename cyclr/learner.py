@@ -24,7 +24,7 @@ from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .distributed import (any_rank, ddp_key, get_rank, get_world_size, is_distributed, is_main_process, is_sharded,
                                shard_loader, sum_over_ranks, wrap_ddp)
-from .training import StepPlan, TrainStep, as_dls, check_eval_dl, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
+from .training import Inference, StepPlan, TrainStep, as_dls, check_eval_dl, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
 from .lr_find import lr_find, sweep_lrs
 from .callback import (CancelBatchException, CancelEpochException, CancelFitException, Callback, as_callbacks,
                             handlers)
@@ -42,7 +42,7 @@ def _sched_key(sched):
     "A fingerprint of a cyclr `Schedule` (its repr shows every parameter); None for other callables."
     return repr(sched) if isinstance(sched, Schedule) else None
 
-class Learner(FitPolicies):
+class Learner(FitPolicies, Inference):
     "Trains `model` on `dls` with `loss_func`: callbacks, a Recorder, progress, schedules, checkpoints and the fit policies."
     def __init__(self,
                  dls,                        # cyclr DataLoaders (.train, .valid) or a (train_dl, valid_dl) pair
@@ -390,23 +390,6 @@ class Learner(FitPolicies):
         finally:
             self.training, self.dl, self.n_iter, self.valid_results = keep
             for m, t in zip(self.model.modules(), modes): m.training = t
-
-    def get_preds(self, dl=None):
-        "Model outputs and targets on `dl` (default: the validation set), concatenated on the CPU."
-        dl = check_eval_dl(self.dls.valid if dl is None else dl)
-        autocast = self._make_step().autocast
-        modes = [m.training for m in self.model.modules()]
-        self.model.eval()
-        preds, targs = [], []
-        try:
-            with torch.no_grad():
-                for b in dl:
-                    xb, yb = to_device(split_batch(b, self.n_inp, 'dl'), self.device)
-                    with autocast(): preds.append(self.model(*xb).float().cpu())
-                    targs.append(to_device(yb, torch.device('cpu')))
-        finally:
-            for m, t in zip(self.model.modules(), modes): m.training = t
-        return torch.cat(preds), (torch.cat(targs) if isinstance(targs[0], torch.Tensor) else targs)
 
     # ---- checkpoints ---------------------------------------------------------------------------------
     def _fit_position(self):
