@@ -81,22 +81,15 @@ class Skip(Exception):
 
 
 def cyclr_api():
-    "The public API used here, imported on demand (other people edit these modules: retry a transient import error)."
-    for attempt in range(5):
-        try:
-            from cyclr.data import DataLoaders, digits
-            from cyclr.learner import Learner
-            try: from cyclr.learner import SaveModelCallback
-            except ImportError: from cyclr.callback import SaveModelCallback  # where the rewrite moved it
-            from cyclr.lr_find import lr_find
-            from cyclr.metrics import accuracy
-            from cyclr.models import simple_cnn
-            return dict(DataLoaders=DataLoaders, digits=digits, Learner=Learner, SaveModelCallback=SaveModelCallback,
-                        lr_find=lr_find, accuracy=accuracy, simple_cnn=simple_cnn)
-        except (ImportError, SyntaxError):
-            if attempt == 4: raise
-            for m in [m for m in sys.modules if m == 'cyclr' or m.startswith('cyclr.')]: del sys.modules[m]
-            time.sleep(3)
+    "The public API used here, imported when a check first needs it."
+    from cyclr.callback import SaveModelCallback
+    from cyclr.data import DataLoaders, digits
+    from cyclr.learner import Learner
+    from cyclr.lr_find import lr_find
+    from cyclr.metrics import accuracy
+    from cyclr.models import simple_cnn
+    return dict(DataLoaders=DataLoaders, digits=digits, Learner=Learner, SaveModelCallback=SaveModelCallback,
+                lr_find=lr_find, accuracy=accuracy, simple_cnn=simple_cnn)
 
 
 def run_check(name, fn, *args):

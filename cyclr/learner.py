@@ -11,7 +11,6 @@ import math
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -19,19 +18,17 @@ from torch.utils.data import DataLoader
 from .checks import check_bool, check_callable, check_int, check_real, check_type, fail
 from .state import Snapshot, epoch_samplers, rng_state, set_rng_state
 from .schedules import Schedule, constant
-from .data import DataLoaders
 from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .distributed import (any_rank, ddp_key, get_rank, get_world_size, is_distributed, is_main_process, is_sharded,
                                shard_loader, sum_over_ranks, wrap_ddp)
 from .training import Inference, StepPlan, TrainStep, as_dls, check_eval_dl, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
 from .lr_find import lr_find, sweep_lrs
-from .callback import (CancelBatchException, CancelEpochException, CancelFitException, Callback, as_callbacks,
-                            handlers)
+from .callback import CancelBatchException, CancelEpochException, CancelFitException, as_callbacks, handlers
 from .recorder import Recorder, set_mom
 from .progress import ProgressCallback
 from .checkpoint import check_learner_state, check_resume, read_checkpoint, write_checkpoint
-from .fit import FitPolicies, OverfitResult
+from .fit import FitPolicies
 
 # %% ../nbs/10_learner.ipynb #9706c2cb
 def _param_key(groups):

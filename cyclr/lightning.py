@@ -8,7 +8,7 @@ __all__ = ['lr_find_lightning', 'LRFinderCallback']
 # %% ../nbs/17_lightning.ipynb #6740176d
 from torch import nn
 
-from .checks import check_bool, check_type, fail
+from .checks import check_type, fail
 from .lr_find import lr_find
 from .training import TrainStep
 

@@ -9,7 +9,8 @@ from torch import nn
 
 from cyclr.data import digits
 from cyclr.discriminative import norm_params, split_by_children, spread_lrs
-from cyclr.learner import Callback, Learner
+from cyclr.callback import Callback
+from cyclr.learner import Learner
 from cyclr.models import simple_cnn
 from cyclr.schedules import one_cycle
 

@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from cyclr.data import DataLoaders, digits
 from cyclr.discriminative import split_by_children, spread_lrs
 from cyclr.callback import Callback, CancelBatchException, CancelEpochException, CancelFitException, SaveModelCallback
-from cyclr.learner import Learner, OverfitResult
+from cyclr.fit import OverfitResult
+from cyclr.learner import Learner
 from cyclr.progress import ProgressCallback
 from cyclr.metrics import accuracy
 from cyclr.schedules import constant, cosine, one_cycle
