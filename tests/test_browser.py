@@ -127,17 +127,18 @@ def test_slider_and_policy_in_a_real_browser(voila_url, browser_page):
     code = page.locator('.cyclr-schedule-explorer pre')
     expect(code).to_have_text(re.compile(r'^one_cycle\(lr_max=3e-3, total_steps=1000,'), timeout=CHANGE_TIMEOUT_MS)
 
-    # ONE change: type a new peak LR into the lr_max slider's readout and press Enter
+    # ONE change: type a new peak LR into the lr_max slider's readout and press Enter; 0.03 is on the slider's grid
+    # (a hundredth of a decade through the start value 3e-3): a value off the grid, such as 0.01, is snapped to 0.00993
     before = plot_src(page)
     readout = control(page, 'slider', 'lr_max').locator('.widget-readout')
     expect(readout).to_have_text('0.003', timeout=CHANGE_TIMEOUT_MS)
     readout.click()
     page.keyboard.press('Control+A')
-    page.keyboard.type('0.01')
+    page.keyboard.type('0.03')
     page.keyboard.press('Enter')
     wait_for_new_plot(page, before)
-    expect(readout).to_have_text('0.01', timeout=CHANGE_TIMEOUT_MS)
-    expect(code).to_have_text(re.compile(r'^one_cycle\(lr_max=0.01, total_steps=1000,'), timeout=CHANGE_TIMEOUT_MS)
+    expect(readout).to_have_text('0.03', timeout=CHANGE_TIMEOUT_MS)
+    expect(code).to_have_text(re.compile(r'^one_cycle\(lr_max=0.03, total_steps=1000,'), timeout=CHANGE_TIMEOUT_MS)
     page.screenshot(path=str(ARTIFACTS / 'explorer_2_lr_max.png'), full_page=True)
 
     # switch the policy: the sliders change to cyclic's parameters and the plot is redrawn
