@@ -9,10 +9,14 @@ __all__ = ['MAGIC', 'VERSION', 'CheckpointError', 'write_checkpoint', 'read_chec
 import hashlib
 import io
 import os
+import re
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+
+from .recorder import Recorder
 
 # %% ../nbs/09c_checkpoint.ipynb #fe9e838b
 MAGIC = b'CYCLR-CHECKPOINT\n'
@@ -32,15 +36,28 @@ def _fsync_dir(folder):
     except OSError: pass
     finally: os.close(fd)
 
+def _sweep_stale(file, before):
+    "Remove the temporary files of `file` that writers killed before time `before` left (exactly the names `write_checkpoint` makes)."
+    pattern = re.compile(rf'\.{re.escape(file.name)}\.[a-z0-9_]{{8}}\.tmp')  # mkstemp's 8 random characters
+    try: entries = list(os.scandir(file.parent))
+    except OSError: return
+    for e in entries:
+        if not pattern.fullmatch(e.name): continue
+        try:
+            if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < before: os.unlink(e.path)
+        except OSError: pass  # gone already, or not ours to remove
+
 def write_checkpoint(file, state):
     "Write `state` (tensors, dicts, lists, numbers) to `file` atomically, with a format version and a checksum; return the path."
-    file = Path(file)
+    file, start = Path(file), time.time()
     buf = io.BytesIO()
     torch.save(state, buf)
     payload = buf.getbuffer()
     header = MAGIC + f'{VERSION}\n'.encode() + hashlib.sha256(payload).hexdigest().encode() + b'\n'
-    file.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{file.name}.', suffix='.tmp', dir=file.parent)
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{file.name}.', suffix='.tmp', dir=file.parent)
+    except OSError as e: raise OSError(e.errno, f"could not write checkpoint {str(file)!r}: {e.strerror or e}; the previous file, if any, is unchanged") from e
     try:
         with os.fdopen(fd, 'wb') as f:
             f.write(header); f.write(payload)
@@ -52,6 +69,7 @@ def write_checkpoint(file, state):
         if isinstance(e, OSError): raise OSError(e.errno, f"could not write checkpoint {str(file)!r}: {e.strerror or e}; the previous file, if any, is unchanged") from e
         raise
     _fsync_dir(file.parent)
+    _sweep_stale(file, start)
     return file
 
 # %% ../nbs/09c_checkpoint.ipynb #2765281a
@@ -73,14 +91,17 @@ def read_checkpoint(file, map_location='cpu'):
     except Exception as e: raise _refuse(file, f"its contents could not be read ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/09c_checkpoint.ipynb #0353eb89
-_RECORDER_KEYS = ('beta', 'lrs', 'moms', 'group_lrs', 'losses', 'smooth', 'avg', 'n', 'values', 'times', 'epoch_iters',
-                  'epoch_steps', 'metric_names')
-
 def check_learner_state(ckpt, file, model, opt, groups, n_generators, with_opt=True, with_rng=True):
     "Raise CheckpointError naming `file` unless checkpoint `ckpt` fits `model`, `opt` (param groups `groups`) and `n_generators` loader generators."
     if not isinstance(ckpt, dict): raise _refuse(file, f"it holds a {type(ckpt).__name__}, not a Learner's state")
     missing = [k for k in ('model', 'opt', 'recorder', 'rng', 'fit') if k not in ckpt]
     if missing: raise _refuse(file, f"it lacks {', '.join(missing)}")
+    try: _check_parts(ckpt, file, model, opt, groups, n_generators, with_opt, with_rng)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        if isinstance(e, CheckpointError): raise
+        raise _refuse(file, f"its contents are not laid out as a Learner's state ({type(e).__name__}: {e})") from None
+
+def _check_parts(ckpt, file, model, opt, groups, n_generators, with_opt, with_rng):
     mine, theirs = model.state_dict(), ckpt['model']
     bad = sorted(k for k in set(mine) | set(theirs) if k not in mine or k not in theirs
                  or mine[k].shape != theirs[k].shape or mine[k].dtype != theirs[k].dtype)
@@ -99,9 +120,10 @@ def check_learner_state(ckpt, file, model, opt, groups, n_generators, with_opt=T
                 if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape != params[k].shape:
                     raise _refuse(file, f"its optimizer state {name!r} of parameter {k} has shape {tuple(v.shape)}, the parameter {tuple(params[k].shape)} "
                                         "(layer groups in another order?)")
-    rec = ckpt['recorder']
-    if not isinstance(rec, dict) or any(k not in rec for k in _RECORDER_KEYS):
-        raise _refuse(file, f"its Recorder lacks {[k for k in _RECORDER_KEYS if not isinstance(rec, dict) or k not in rec]}")
+    try: Recorder.check_state(ckpt['recorder'])  # the Recorder's schema has one home: the Recorder
+    except ValueError as e: raise _refuse(file, f"its Recorder state is not usable: {e}") from None
+    missing = [k for k in ('python', 'numpy', 'torch', 'generators') if k not in ckpt['rng']]
+    if with_rng and missing: raise _refuse(file, f"its RNG state lacks {missing}")
     if with_rng and len(ckpt['rng'].get('generators', ())) != n_generators:
         raise _refuse(file, f"it holds {len(ckpt['rng'].get('generators', ()))} DataLoader generator states, `dls` has {n_generators}")
 

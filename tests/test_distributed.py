@@ -1,5 +1,5 @@
 """Two CPU processes over gloo on 127.0.0.1: DDP fit against a single-process reference on the same global batches,
-lr_find on every rank, a rank that diverges first, and the torchrun script of nbs/14_distributed_training.ipynb."""
+lr_find on every rank, a rank that diverges first, save -> load on every rank, and the torchrun script of nbs/14_distributed_training.ipynb."""
 import json
 import os
 import socket
@@ -263,6 +263,36 @@ def test_two_ranks_resume_exactly_from_rank_0s_checkpoint(tmp_path):
         for k in f['state']: assert torch.equal(f['state'][k], s['state'][k]), k
         assert f['losses'] == s['losses'] and f['values'] == s['values'] and f['lrs'] == s['lrs']
     for k in r0['full']['state']: assert torch.equal(r0['full']['state'][k], r1['resumed']['state'][k])
+
+
+# ---------------------------------------------------------------- save -> load on every rank, many rounds
+
+def _save_load_worker(rank, world, port, out, rounds):
+    init(rank, world, port)
+    try:
+        torch.manual_seed(0)
+        learn = Learner(rank_dls(), model(), CE, progress=False, path=out)
+        ok = []
+        for r in range(rounds):
+            learn.fit(1, lr=1e-2)                       # the ranks agree on the weights (DDP), which change every round
+            saved = {k: v.clone() for k, v in learn.model.state_dict().items()}
+            rec = {k: v for k, v in learn.recorder.state_dict().items() if k != 'times'}   # epoch times are per rank
+            learn.save('ck')                            # the same name every round: an old file is there to be read by mistake
+            with torch.no_grad():
+                for p in learn.model.parameters(): p.add_(rank + 1.)   # each rank's own, wrong, weights
+            learn.load('ck')                            # every rank, at once, right after save returned
+            ok.append(all(torch.equal(v, learn.model.state_dict()[k]) for k, v in saved.items())
+                      and {k: v for k, v in learn.recorder.state_dict().items() if k != 'times'} == rec)
+        torch.save(ok, f'{out}/sl{rank}.pt')
+    finally: dist.destroy_process_group()
+
+
+def test_two_ranks_save_then_load_on_every_rank_for_several_rounds(tmp_path):
+    "Only rank 0 writes, and save returns on every rank once the file is complete: every rank loads the new file, 5 rounds."
+    spawn(_save_load_worker, str(tmp_path), 5, timeout=120)
+    r0, r1 = (torch.load(tmp_path / f'sl{r}.pt') for r in (0, 1))
+    assert r0 == r1 == [True] * 5
+    assert not list((tmp_path / 'models').glob('.*.tmp'))
 
 
 # ---------------------------------------------------------------- without a process group
