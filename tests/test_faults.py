@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from cyclr.callback import Callback
-from cyclr.checkpoint import MAGIC, CheckpointError, read_checkpoint, write_checkpoint
+from cyclr.checkpoint import MAGIC, VERSION, CheckpointError, read_checkpoint, write_checkpoint
 from cyclr.data import DataLoaders, digits
 from cyclr.discriminative import split_by_children
 from cyclr.learner import Learner
@@ -218,7 +218,7 @@ def _rewrite(src, dst, edit):
 def _future(src, dst):
     data = src.read_bytes()
     head, rest = data[len(MAGIC):].split(b'\n', 1)
-    dst.write_bytes(MAGIC + b'3\n' + rest); return dst
+    dst.write_bytes(MAGIC + f'{VERSION + 1}\n'.encode() + rest); return dst
 
 
 def _swap_groups(m):
@@ -244,7 +244,7 @@ BAD_FILES = {
     'random bytes': lambda good, dst: (dst.write_bytes(np.random.default_rng(0).bytes(4096)), dst)[1],
     'plain torch.save zip': lambda good, dst: (torch.save(read_checkpoint(good)['model'], dst), dst)[1],
     'empty file': lambda good, dst: (dst.write_bytes(b''), dst)[1],
-    'header only': lambda good, dst: (dst.write_bytes(MAGIC + b'2\n'), dst)[1],
+    'header only': lambda good, dst: (dst.write_bytes(MAGIC + f'{VERSION}\n'.encode()), dst)[1],
     'version from the future': _future,
     'missing recorder keys': lambda good, dst: _rewrite(good, dst, lambda ck: [ck['recorder'].pop(k) for k in ('epoch_steps', 'group_lrs')]),
     'recorder of inconsistent length': lambda good, dst: _rewrite(good, dst, lambda ck: ck['recorder']['lrs'].append(1.)),
@@ -298,11 +298,14 @@ def test_a_missing_checkpoint_names_the_file(tmp_path):
     assert_same(state(learn), st)
 
 
-def test_a_checkpoint_of_an_older_recorder_loads(tmp_path):
-    "group_lrs as a list of rows (the form before the compact table) still loads, to the same LRs."
+def test_a_version_2_checkpoint_loads(tmp_path):
+    "Version 2 (group_lrs as a list of rows, before the compact table) still loads, to the same LRs."
     learn = learner(tmp_path)
     rows = learn.recorder.group_lrs
-    _rewrite(learn.save('new'), tmp_path / 'models' / 'old.pth', lambda ck: ck['recorder'].update(group_lrs=rows))
+    old = _rewrite(learn.save('new'), tmp_path / 'models' / 'old.pth', lambda ck: ck['recorder'].update(group_lrs=rows))
+    data = old.read_bytes(); n = len(MAGIC)
+    assert data[n:n + 2] == f'{VERSION}\n'.encode()
+    old.write_bytes(data[:n] + b'2\n' + data[n + 2:])     # the checksum covers the payload only
     learn.fit(1, lr=1e-3)
     learn.load('old')
     assert learn.recorder.group_lrs == rows
