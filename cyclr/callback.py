@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'as_callbacks', 'handlers',
-           'SaveModelCallback', 'TerminateOnNaNCallback']
+           'SaveModelCallback', 'TerminateOnNaNCallback', 'EarlyStoppingCallback', 'CSVLogger', 'TensorBoardCallback']
 
 # %% ../nbs/09_callbacks.ipynb #093934cf
+import csv
 import math
+from pathlib import Path
 
 import torch
 
-from .checks import check_bool, check_int, check_type, fail
-from .distributed import any_rank
+from .checks import check_bool, check_int, check_real, check_type, fail
+from .distributed import any_rank, is_main_process
 
 # %% ../nbs/09_callbacks.ipynb #e37b50c3
 _EVENTS = ('before_fit', 'before_epoch', 'before_train', 'before_batch', 'after_pred', 'after_loss',
@@ -113,3 +115,117 @@ class TerminateOnNaNCallback(Callback):
     def after_loss(self, learn):
         if not learn.training: return
         if any_rank(not bool(torch.isfinite(learn.loss.detach()).all())): raise CancelFitException()  # one rank's NaN stops them all
+
+# %% ../nbs/09_callbacks.ipynb #18423857
+def _lower_is_better(monitor):
+    "Whether `monitor` improves downwards: losses and error rates do, other metrics improve upwards."
+    return 'loss' in monitor or 'error' in monitor
+
+def _check_monitor(learn, monitor):
+    "ValueError unless `monitor` is a column of `learn`'s epoch table that has values (valid_* need a validation set)."
+    names = ['train_loss', 'valid_loss', *learn.metric_names]
+    if monitor not in names: raise fail('monitor', 'one of ' + ', '.join(map(repr, names)), monitor)
+    if monitor != 'train_loss' and getattr(learn.dls, 'valid', None) is None:
+        raise ValueError(f"`monitor`={monitor!r} needs a validation loader, and `dls.valid` is None; monitor 'train_loss'")
+
+class EarlyStoppingCallback(Callback):
+    "End the fit when `monitor` has not improved by more than `min_delta` for `patience` epochs in a row."
+    order = 90  # after the progress table, the loggers and SaveModelCallback have seen the epoch
+    def __init__(self,
+                 monitor='valid_loss',  # a column of the epoch table; losses and errors improve downwards, others upwards
+                 min_delta=0.,          # an improvement must be larger than this (>= 0)
+                 patience=1):           # epochs without improvement before stopping (>= 1)
+        self.monitor = check_type('monitor', monitor, str, 'the name of a column of the epoch table')
+        self.min_delta = check_real('min_delta', min_delta, lo=0)
+        self.patience = check_int('patience', patience, lo=1)
+        self.best, self.best_epoch, self.stopped_epoch, self.wait = None, None, None, 0
+
+    def check(self, learn): _check_monitor(learn, self.monitor)
+
+    def before_fit(self, learn):
+        self.best, self.best_epoch, self.stopped_epoch, self.wait = None, None, None, 0
+        self._lower = _lower_is_better(self.monitor)
+
+    def after_epoch(self, learn):
+        v = learn.recorder.values[-1][learn.recorder.metric_names.index(self.monitor)]
+        better = not math.isnan(v) and (self.best is None or
+                                         (v < self.best - self.min_delta if self._lower else v > self.best + self.min_delta))
+        if better: self.best, self.best_epoch, self.wait = v, learn.epoch, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self.stopped_epoch = learn.epoch
+                raise CancelFitException()
+
+    def __repr__(self): return f"EarlyStoppingCallback(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience})"
+
+# %% ../nbs/09_callbacks.ipynb #ffd47285
+class CSVLogger(Callback):
+    "Write the epoch table to `learn.path/fname`: epoch, the Recorder's `metric_names`, time in seconds; one flushed row per epoch."
+    order = 65  # after the progress table's row, before EarlyStoppingCallback may stop the fit
+    def __init__(self,
+                 fname='history.csv',  # file name, relative to the Learner's `path` (or an absolute path)
+                 append=False):        # add to an existing file instead of replacing it
+        if not isinstance(fname, (str, Path)) or not str(fname): raise fail('fname', 'a non-empty str or path', fname, kind=not isinstance(fname, (str, Path)))
+        self.fname, self.append = fname, check_bool('append', append)
+        self.path, self._file = None, None
+
+    def before_fit(self, learn):
+        self.path = Path(learn.path) / self.fname
+        if not is_main_process(): return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not (self.append and self.path.is_file() and self.path.stat().st_size > 0)
+        self._file = open(self.path, 'a' if self.append else 'w', newline='')
+        self._writer = csv.writer(self._file)
+        if new: self._writer.writerow(['epoch', *learn.recorder.metric_names, 'time']); self._file.flush()
+
+    def after_epoch(self, learn):
+        if self._file is None: return
+        self._writer.writerow([learn.epoch, *map(repr, map(float, learn.recorder.values[-1])), repr(float(learn.recorder.times[-1]))])
+        self._file.flush()
+
+    def after_fit(self, learn):
+        if self._file is not None: self._file.close()
+        self._file = None
+
+    def read(self):
+        "The rows written, as a header list and a list of rows of floats (epoch as int)."
+        with open(self.path, newline='') as f: rows = list(csv.reader(f))
+        return rows[0], [[int(r[0]), *map(float, r[1:])] for r in rows[1:]]
+
+    def __repr__(self): return f"CSVLogger(fname={str(self.fname)!r}, append={self.append})"
+
+# %% ../nbs/09_callbacks.ipynb #0b19ed15
+class TensorBoardCallback(Callback):
+    "Log the epoch table, every batch's training loss and every group's LR per step to TensorBoard (needs `tensorboard`)."
+    order = 66
+    def __init__(self,
+                 log_dir=None,  # TensorBoard run folder; None: learn.path/'runs' (SummaryWriter's own default naming inside)
+                 writer=None):  # an object with add_scalar(tag, value, step) and flush(); None: a torch SummaryWriter
+        if writer is None:
+            try: from torch.utils.tensorboard import SummaryWriter  # noqa: F401 -- fails without the tensorboard package
+            except ImportError: raise ImportError("TensorBoardCallback needs the `tensorboard` package: pip install tensorboard") from None
+        elif not callable(getattr(writer, 'add_scalar', None)): raise fail('writer', 'an object with add_scalar(tag, value, step)', writer, kind=True)
+        self.log_dir, self.writer, self._own = log_dir, writer, False
+
+    def before_fit(self, learn):
+        if not is_main_process(): return
+        if self.writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(log_dir=str(self.log_dir) if self.log_dir is not None else str(Path(learn.path) / 'runs'))
+            self._own = True
+        r = learn.recorder
+        self._iters, self._steps = len(r.losses), len(r.lrs)
+
+    def after_epoch(self, learn):
+        if not is_main_process(): return
+        r, w = learn.recorder, self.writer
+        for i in range(self._iters, len(r.losses)): w.add_scalar('train_loss/batch', r.losses[i], i)
+        for s in range(self._steps, len(r.lrs)):
+            for g, lr in enumerate(r.group_lrs[s]): w.add_scalar(f'lr/group_{g}', lr, s)
+        for name, v in zip(r.metric_names, r.values[-1]): w.add_scalar(f'epoch/{name}', v, learn.epoch)
+        self._iters, self._steps = len(r.losses), len(r.lrs)
+        if hasattr(w, 'flush'): w.flush()
+
+    def after_fit(self, learn):
+        if self._own and self.writer is not None: self.writer.close(); self.writer = None  # a later fit opens a new run

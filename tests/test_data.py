@@ -8,7 +8,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from torch.utils.data import DataLoader, TensorDataset
 
-from cyclr.data import DataLoaders, digits, image_folder
+from cyclr.data import DataLoaders, digits, image_folder, imagenet_stats
 
 torch.set_num_threads(1)
 
@@ -465,12 +465,12 @@ def test_image_folder_grayscale_exact(tmp_path):
 
 
 def test_image_folder_grayscale_from_rgb(tmp_path):
-    _write_class_folders(tmp_path, 'a', n=3)
+    _write_class_folders(tmp_path, 'ab', n=3)  # two classes: one class alone is refused
     d = image_folder(tmp_path, grayscale=True, valid_pct=0.4)
-    for xb, _ in d.train:
-        for x in xb:
+    for xb, yb in d.train:
+        for x, y in zip(xb, yb):
             # ITU-R 601-2 luma, L = (299 R + 587 G + 114 B) / 1000, within PIL's rounding
-            lumas = [(299 * r + 587 * g + 114 * b) / 1000 / 255 for r, g, b in (_color(0, i) for i in range(3))]
+            lumas = [(299 * r + 587 * g + 114 * b) / 1000 / 255 for r, g, b in (_color(int(y), i) for i in range(3))]
             assert min(abs(x[0, 0, 0].item() - l) for l in lumas) <= 1 / 255
 
 
@@ -481,7 +481,7 @@ def test_image_folder_resize(tmp_path):
     for s in d:
         for xb, _ in s:
             assert xb.shape[1:] == (3, 4, 5)
-    _write_class_folders(tmp_path / 'wide', 'a', n=3, size=(10, 6))
+    _write_class_folders(tmp_path / 'wide', 'ab', n=3, size=(10, 6))
     d = image_folder(tmp_path / 'wide', size=3, valid_pct=0.34)      # an int sets the shorter side
     xb, _ = next(iter(d.train))
     assert xb.shape[1:] == (3, 3, 5)  # 6x10 -> 3x5, the aspect ratio kept
@@ -526,3 +526,145 @@ def test_image_folder_too_few_images(tmp_path):
 def test_image_folder_str_path(tmp_path):
     _write_class_folders(tmp_path, 'ab', n=5)
     assert image_folder(str(tmp_path)).classes == ['a', 'b']
+
+
+# ------------------------------------------------------------- image_folder: transforms, normalisation, clear errors
+
+def _valid_by_file(d):
+    "The validation images of `d` keyed by file name (the validation loader reads them in order)."
+    files = [d.valid.dataset.dataset.samples[i][0] for i in d.valid.dataset.indices]
+    return dict(zip(files, torch.cat([xb for xb, _ in d.valid])))
+
+
+def test_image_folder_normalize_per_channel(tmp_path):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    plain = _valid_by_file(image_folder(tmp_path))
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
+    d = image_folder(tmp_path, normalize=(mean, std))
+    assert d.normalize == (mean, std)
+    m, s = torch.tensor(mean)[:, None, None], torch.tensor(std)[:, None, None]
+    for f, x in _valid_by_file(d).items():
+        assert torch.allclose(x, (plain[f] - m) / s, atol=1e-6)  # (x - mean) / std, channel by channel
+
+
+def test_image_folder_normalize_scalar_broadcasts_and_imagenet(tmp_path):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    assert image_folder(tmp_path, normalize=(0.5, 0.5)).normalize == ((0.5,) * 3, (0.5,) * 3)
+    assert image_folder(tmp_path, grayscale=True, normalize=(0.5, 0.5)).normalize == ((0.5,), (0.5,))
+    assert image_folder(tmp_path, normalize=imagenet_stats).normalize == imagenet_stats
+    assert image_folder(tmp_path).normalize is None
+
+
+@pytest.mark.parametrize('bad, exc', [
+    ((0.5,), ValueError), ((0.5, 0.0), ValueError), (((0.1, 0.2), (1, 1)), ValueError),
+    ('imagenet', TypeError), ((0.5, 'x'), TypeError), ((0.5, -1.0), ValueError)])
+def test_image_folder_bad_normalize(tmp_path, bad, exc):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    with pytest.raises(exc, match='`normalize`'):
+        image_folder(tmp_path, normalize=bad)
+
+
+def test_image_folder_augment_only_training(tmp_path):
+    "Solid-colour images are unchanged by flips; a gradient image is not, so augmented training images differ from the file."
+    for c in 'ab':
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            a = np.zeros((8, 8, 3), np.uint8); a[:, :, 0] = np.arange(8) * 30 + i  # left-to-right ramp
+            Image.fromarray(a).save(tmp_path / c / f'{i}.png')
+    plain, aug = image_folder(tmp_path, bs=20), image_folder(tmp_path, bs=20, augment=True)
+    # the validation images are not augmented: equal to the files as read
+    pv, av = _valid_by_file(plain), _valid_by_file(aug)
+    assert pv.keys() == av.keys() and all(torch.equal(pv[f], av[f]) for f in pv)
+    torch.manual_seed(0)
+    xa = torch.cat([next(iter(aug.train))[0] for _ in range(3)])
+    xp = next(iter(plain.train))[0]
+    assert xa.shape[1:] == xp.shape[1:] == (3, 8, 8)    # augmentation keeps the size
+    ramp_up = (xa[:, 0, 4, 1:] >= xa[:, 0, 4, :-1]).all(1)
+    assert not ramp_up.all()                             # some were flipped (or shifted), i.e. changed
+    assert (xp[:, 0, 4, 1:] > xp[:, 0, 4, :-1]).all()    # without augment, every training ramp is as written
+
+
+def test_image_folder_user_transforms(tmp_path):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    calls = []
+    def neg(x): calls.append(x.dtype); return 1 - x        # sees the float tensor in [0, 1]
+    def half(x): return x * 0.5
+    plain = _valid_by_file(image_folder(tmp_path))
+    d = image_folder(tmp_path, item_tfms=[neg], aug_tfms=half, normalize=(0.25, 0.5))
+    for f, x in _valid_by_file(d).items():
+        assert torch.allclose(x, ((1 - plain[f]) - 0.25) / 0.5, atol=1e-6)  # item_tfms before normalize; no aug_tfms
+    assert calls and set(calls) == {torch.float32}
+    xt, yt = next(iter(d.train))
+    for x, y in zip(xt, yt):
+        _rgb_ref(y, 0.5 - x)  # undo normalise ((v - 0.25) / 0.5), half and neg: 1 - 2 (0.5 x + 0.25) = 0.5 - x
+
+
+@pytest.mark.parametrize('bad', [3, [abs, 'x'], 'flip'])
+def test_image_folder_bad_tfms(tmp_path, bad):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    for name in ('item_tfms', 'aug_tfms'):
+        with pytest.raises(TypeError, match=f'`{name}`'):
+            image_folder(tmp_path, **{name: bad})
+    with pytest.raises(TypeError, match='`augment`'):
+        image_folder(tmp_path, augment='yes')
+
+
+def test_image_folder_mixed_sizes_named_before_torch(tmp_path):
+    _write_class_folders(tmp_path, 'ab', n=3, size=(6, 5))
+    Image.new('RGB', (7, 9)).save(tmp_path / 'b' / 'odd.png')
+    with pytest.raises(ValueError, match=r"`size`.*5x6.*odd\.png.*9x7") as e:
+        image_folder(tmp_path)
+    assert 'stack' not in str(e.value)
+    d = image_folder(tmp_path, size=(4, 4))  # one size for all: accepted
+    assert all(xb.shape[1:] == (3, 4, 4) for s in d for xb, _ in s)
+
+
+def test_image_folder_int_size_with_two_aspect_ratios(tmp_path):
+    "An int `size` keeps each aspect ratio: files of two shapes still give two sizes, named up front."
+    _write_class_folders(tmp_path, 'a', n=3, size=(10, 6))
+    _write_class_folders(tmp_path, 'b', n=3, size=(6, 10))
+    with pytest.raises(ValueError, match=r'`size`.*size=3.*3x5.*5x3'):
+        image_folder(tmp_path, size=3)
+    _write_class_folders(tmp_path / 'same', 'ab', n=3, size=(10, 6))
+    _write_class_folders(tmp_path / 'same', 'b', n=2, size=(20, 12))  # same aspect ratio, twice as big
+    d = image_folder(tmp_path / 'same', size=3)
+    assert {tuple(xb.shape[1:]) for s in d for xb, _ in s} == {(3, 3, 5)}
+
+
+def test_image_folder_transforms_that_change_size_caught_per_batch(tmp_path):
+    _write_class_folders(tmp_path, 'ab', n=5)
+    def crop_some(x): return x[:, :, :4] if x[0, 0, 0] > 0.1 else x  # class b (red 50/255) loses 2 columns, class a (10/255) keeps them
+    d = image_folder(tmp_path, bs=10, item_tfms=crop_some)
+    with pytest.raises(ValueError, match='`item_tfms`.*one shape'):
+        for _ in d.train: pass
+
+
+def test_image_folder_one_class_refused(tmp_path):
+    _write_class_folders(tmp_path, 'a', n=5)
+    with pytest.raises(ValueError, match="`path`.*at least 2 class folders.*'a'"):
+        image_folder(tmp_path)
+    _write_class_folders(tmp_path / 'tv' / 'train', 'a', n=3)
+    _write_class_folders(tmp_path / 'tv' / 'valid', 'a', n=2)
+    with pytest.raises(ValueError, match='at least 2 class folders'):
+        image_folder(tmp_path / 'tv')
+
+
+def test_image_folder_empty_and_file_paths(tmp_path):
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='`path`.*no sub-folders'):
+        image_folder(tmp_path / 'empty')
+    _write_class_folders(tmp_path / 'half', 'a', n=2)
+    (tmp_path / 'half' / 'b').mkdir()
+    with pytest.raises(ValueError, match="`path`.*'b'.*no image"):
+        image_folder(tmp_path / 'half')
+    Image.new('RGB', (4, 4)).save(tmp_path / 'x.png')
+    with pytest.raises(ValueError, match='`path` must be a directory.*not a file'):
+        image_folder(tmp_path / 'x.png')
+
+
+def test_image_folder_workers_give_the_same_batches(tmp_path):
+    "The pipeline and the collate function pickle: worker processes give the batches the main process gives."
+    _write_class_folders(tmp_path, 'ab', n=5)
+    a = [xb for xb, _ in image_folder(tmp_path, bs=4, normalize=imagenet_stats).train]
+    b = [xb for xb, _ in image_folder(tmp_path, bs=4, normalize=imagenet_stats, num_workers=1).train]
+    assert len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
