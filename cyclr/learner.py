@@ -61,6 +61,8 @@ class Learner(FitPolicies, Inference):
                  n_inp=None):                # how many items of a batch are the model's inputs; None: all but the last
         dls = as_dls(dls)
         check_type('model', model, nn.Module, 'a torch.nn.Module')
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise fail('model', 'a module with real tensors (it has tensors on the meta device: load or initialise them first)', model)
         check_loss_func(loss_func)
         check_callable('opt_func', opt_func, 'a torch.optim class or a callable (params, lr=...) -> Optimizer')
         metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
@@ -212,6 +214,7 @@ class Learner(FitPolicies, Inference):
     def _check_settings(self):
         "Re-check the settings a user may have changed since __init__, and that something can train."
         as_dls(self.dls)
+        check_loss_func(self.loss_func)
         check_int('grad_accum', self.grad_accum, lo=1)
         check_real('grad_clip', self.grad_clip, lo=0, lo_open=True, none=True)
         if not any(p.requires_grad for p in self.model.parameters()):
@@ -266,7 +269,9 @@ class Learner(FitPolicies, Inference):
         self._train_mode()
         self._ts.reset()
         self._event('before_train')
-        for i, b in enumerate(self.dl): self._one_batch(i, b)
+        n = 0
+        for n, b in enumerate(self.dl, 1): self._one_batch(n - 1, b)
+        if n == 0: raise ValueError(f"`dls.train` yielded no batches although its length is {self.n_iter}")
         self._event('after_train')
 
     def _validate(self, dl):
@@ -276,8 +281,10 @@ class Learner(FitPolicies, Inference):
         self.model.eval()
         self._vsums, self._vn = [torch.zeros((), device=self.device) for _ in range(1 + len(self.metrics))], 0
         self._event('before_validate')
+        n = 0
         with torch.no_grad():
-            for i, b in enumerate(dl): self._one_batch(i, b)
+            for n, b in enumerate(dl, 1): self._one_batch(n - 1, b)
+        if n == 0: raise ValueError(f"`dl` yielded no batches although its length is {self.n_iter}")
         tot = sum_over_ranks(torch.stack([s.detach().double().cpu() for s in self._vsums] + [torch.tensor(float(self._vn), dtype=torch.float64)]))
         self.valid_results = [float(s / tot[-1]) if tot[-1] else float('nan') for s in tot[:-1]]
         self._event('after_validate')
@@ -382,8 +389,11 @@ class Learner(FitPolicies, Inference):
         dl = check_eval_dl(self.dls.valid if dl is None else dl)
         if self._ts is None: self._make_step()
         keep = (self.training, getattr(self, 'dl', None), getattr(self, 'n_iter', None), self.valid_results)
-        modes = [m.training for m in self.model.modules()]
+        modes, rng = [m.training for m in self.model.modules()], torch.get_rng_state()
         try: return list(self._validate(dl))
+        except BaseException:
+            torch.set_rng_state(rng)  # the loader drew its seed from it: a failed call leaves nothing changed
+            raise
         finally:
             self.training, self.dl, self.n_iter, self.valid_results = keep
             for m, t in zip(self.model.modules(), modes): m.training = t

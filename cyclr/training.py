@@ -73,6 +73,13 @@ _NULL_CTX = contextlib.nullcontext()  # reused: one object for every batch when 
 
 def _no_event(name): pass
 
+def _scalar(loss):
+    "`loss`, checked to be what backward needs: a scalar tensor."
+    what = 'a function returning the loss as a scalar tensor (the mean over the batch)'
+    if not isinstance(loss, torch.Tensor): raise fail('loss_func', what, loss, kind=True)
+    if loss.numel() != 1: raise ValueError(f"`loss_func` must be {what}, got a tensor of shape {tuple(loss.shape)} (reduction='none'?)")
+    return loss
+
 def _describe(t):
     "Shape and dtype of a tensor (or of each tensor in a tuple), for an error message."
     if isinstance(t, torch.Tensor): return f"of shape {tuple(t.shape)} and dtype {t.dtype}"
@@ -135,7 +142,7 @@ class TrainStep:
         with self.autocast(): ctx.pred = (self.model if model is None else model)(*xb)
         event('after_pred')
         with self.autocast():
-            try: ctx.loss = self.loss_func(ctx.pred, yb)
+            try: ctx.loss = _scalar(self.loss_func(ctx.pred, yb))
             except (RuntimeError, IndexError, ValueError) as e: raise type(e)(f"{e}\n(in `loss_func`, given preds {_describe(ctx.pred)} and target {_describe(yb)})") from e
         event('after_loss')
         return ctx
@@ -177,7 +184,7 @@ class Inference:
         "Model outputs and targets on `dl` (default: the validation set), concatenated on the CPU."
         dl = check_eval_dl(self.dls.valid if dl is None else dl)
         autocast = self._make_step().autocast
-        modes = [m.training for m in self.model.modules()]
+        modes, rng = [m.training for m in self.model.modules()], torch.get_rng_state()
         self.model.eval()
         preds, targs = [], []
         try:
@@ -186,6 +193,10 @@ class Inference:
                     xb, yb = to_device(split_batch(b, self.n_inp, 'dl'), self.device)
                     with autocast(): preds.append(self.model(*xb).float().cpu())
                     targs.append(to_device(yb, torch.device('cpu')))
+            if not preds: raise ValueError(f"`dl` yielded no batches although its length is {len(dl)}")
+        except BaseException:
+            torch.set_rng_state(rng)  # the loader drew its seed from it: a failed call leaves nothing changed
+            raise
         finally:
             for m, t in zip(self.model.modules(), modes): m.training = t
         return torch.cat(preds), (torch.cat(targs) if isinstance(targs[0], torch.Tensor) else targs)
@@ -251,6 +262,7 @@ class StepPlan:
         "LRs (steps x groups) and momentums (or None) for steps `start`..`stop`-1, checked."
         steps = np.arange(start, stop)
         lrs = self._eval(self.sched, steps)
+        if lrs.ndim == 0: lrs = np.full(len(steps), float(lrs))  # a function that ignores the step: the same LR throughout
         lrs = lrs.reshape(len(steps), -1) if lrs.ndim > 1 or lrs.size != len(steps) else lrs[:, None] * self.mults
         if lrs.shape[1] != len(self.mults): raise fail('sched', f"a schedule giving 1 or {len(self.mults)} LRs (one per layer group) per step", self.sched)
         if not (np.all(np.isfinite(lrs)) and np.all(lrs >= 0)): raise fail('sched', 'a schedule of finite LRs >= 0 at every step', self.sched)
