@@ -13,16 +13,18 @@ __version__ = "0.1.0"
 _WHERE = {  # name -> module that defines it
     **dict.fromkeys(['SchedLin', 'SchedCos', 'SchedExp', 'SchedPoly', 'SchedNo', 'combine_scheds', 'Schedule', 'cyclic',
                      'one_cycle', 'cosine', 'sgdr', 'constant', 'step_decay', 'warmup', 'flat_cos'], 'schedules'),
-    **dict.fromkeys(['DataLoaders', 'digits', 'image_folder'], 'data'),
+    **dict.fromkeys(['DataLoaders', 'digits', 'image_folder', 'imagenet_stats'], 'data'),
     **dict.fromkeys(['accuracy', 'error_rate', 'top_k_accuracy'], 'metrics'),
     **dict.fromkeys(['simple_cnn'], 'models'),
     **dict.fromkeys(['split_by_children', 'resnet_splitter', 'spread_lrs'], 'discriminative'),
     **dict.fromkeys(['lr_find', 'minimum', 'steep', 'valley', 'slide', 'one_cycle_max', 'LRFindResult'], 'lr_find'),
     **dict.fromkeys(['Callback', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'SaveModelCallback',
-                     'TerminateOnNaNCallback'], 'callback'),
+                     'TerminateOnNaNCallback', 'EarlyStoppingCallback', 'CSVLogger', 'TensorBoardCallback'], 'callback'),
     **dict.fromkeys(['Learner'], 'learner'),
     **dict.fromkeys(['init_distributed', 'destroy_distributed'], 'distributed'),
     **dict.fromkeys(['schedule_explorer', 'lr_find_picker'], 'widgets'),
+    **dict.fromkeys(['vision_learner', 'show_batch'], 'vision'),
+    **dict.fromkeys(['lr_find_lightning', 'LRFinderCallback'], 'lightning'),
 }
 
 __all__ = ['__version__', *_WHERE]

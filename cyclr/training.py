@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 import numpy as np
 
 from .checks import check_callable, check_int, check_real, fail
-from .data import DataLoaders
+from .data import DataLoaders, prepare_item
 from .distributed import any_rank, is_distributed
 
 # %% ../nbs/07_training.ipynb #d8be91dc
@@ -202,11 +202,8 @@ class Inference:
         return torch.cat(preds), (torch.cat(targs) if isinstance(targs[0], torch.Tensor) else targs)
 
     def predict(self, item):
-        "The model's output for one `item` (a tensor without the batch dimension, or a tuple of them): (class index, probabilities) with a cross-entropy loss, else the output."
-        xs = tuple(item) if isinstance(item, (tuple, list)) else (item,)
-        if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
-            raise fail('item', 'a tensor without the batch dimension, or a tuple of them', item, kind=True)
-        xs = to_device(tuple(x.unsqueeze(0) for x in xs), self.device)
+        "The model's output for one `item` (a tensor without the batch dimension, a tuple of them, an image file or a PIL image): (class index, probabilities) with a cross-entropy loss, else the output."
+        xs = to_device(tuple(x.unsqueeze(0) for x in prepare_item(self.dls, item)), self.device)
         autocast, modes = self._make_step().autocast, [m.training for m in self.model.modules()]
         self.model.eval()
         try:

@@ -304,3 +304,15 @@ def test_predict_bad_item(dls):
             learn.predict(bad)
     with pytest.raises((TypeError, ValueError), match='`item`'):  # TypeError for tensors only; ValueError if files are taken
         learn.predict('no-such-file.png')
+
+
+@needs_predict
+def test_predict_from_a_file_uses_the_validation_transforms(tmp_path):
+    d = image_folder(_folder(tmp_path / 'img'), bs=4, valid_pct=0.34, normalize=imagenet_stats, augment=True)
+    torch.manual_seed(0)
+    learn = vision_learner(d, 'resnet18', progress=False)
+    f, _ = d.valid.dataset.dataset.samples[d.valid.dataset.indices[0]]
+    x0, _ = d.valid.dataset[0]
+    i_file, p_file = learn.predict(f)
+    i_t, p_t = learn.predict(x0)
+    assert i_file == i_t and torch.equal(p_file, p_t)  # the file goes through the validation (unaugmented) pipeline
