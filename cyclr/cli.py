@@ -78,7 +78,7 @@ def run_demo(out: str | Path = 'demo_out',  # folder for lr_find.png, schedule.p
     t0 = time.perf_counter()
     res = learner().lr_find(show_plot=False)
     lrs = {'constant': res.valley, 'one_cycle': res.one_cycle_max}
-    fig = res.plot(); fig.savefig(out / 'lr_find.png', dpi=120); plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 3)); res.plot(ax=ax); fig.savefig(out / 'lr_find.png', dpi=120); plt.close(fig)
     print(f"lr_find: {len(res.lrs)} steps in {time.perf_counter() - t0:.1f} s, suggestions: "
           + ', '.join(f'{k} {v:.1e}' for k, v in res.suggestions._asdict().items()))
     print(f"LRs: valley {lrs['constant']:.1e} for the constant run, one_cycle_max {lrs['one_cycle']:.1e} for the one-cycle peak")
@@ -94,7 +94,7 @@ def run_demo(out: str | Path = 'demo_out',  # folder for lr_find.png, schedule.p
         rows.append(dict(policy=policy, lr=lr, epochs=epochs, seconds=seconds, valid_loss=loss, accuracy=acc))
         learners[policy] = learn
 
-    fig = learners['one_cycle'].recorder.plot_sched(); fig.savefig(out / 'schedule.png', dpi=120); plt.close(fig)
+    fig = learners['one_cycle'].recorder.plot_sched(return_fig=True); fig.savefig(out / 'schedule.png', dpi=120); plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3))
     for policy, learn in learners.items():
         ax.plot(learn.recorder.smooth_losses, label=f'{policy} (train, smoothed)')
@@ -141,7 +141,7 @@ def plot_policy(policy: str, kwargs: dict, out: str | Path = 'schedule.png', ste
                        f"pass --steps N to draw the first N, or a shorter schedule")
     out = Path(out)
     if not out.suffix: out = out.with_suffix('.png')  # what matplotlib would write: say so, and write exactly that
-    fig = sched.plot(total_steps=steps, log=log)
+    fig = sched.plot(total_steps=steps, log=log, return_fig=True)
     try:
         fig.suptitle('\n'.join(textwrap.wrap(repr(sched), 70 * len(fig.axes))), fontsize=7)
         fig.tight_layout()

@@ -299,8 +299,8 @@ class Recorder:
         self.values, self.times = [list(v) for v in state['values']], list(state['times'])
         self.epoch_iters, self.epoch_steps, self.metric_names = list(state['epoch_iters']), list(state['epoch_steps']), list(state['metric_names'])
 
-    def plot_loss(self, skip_start=0, with_valid=True, ax=None):
-        "Smoothed training loss per batch (from batch `skip_start`) and, `with_valid`, validation loss per epoch."
+    def plot_loss(self, skip_start=0, with_valid=True, ax=None, log=False, return_fig=False):
+        "Smoothed training loss per batch (from batch `skip_start`) and, `with_valid`, validation loss per epoch; `log` scales the loss axis; the figure is returned only when `return_fig`."
         import matplotlib.pyplot as plt  # imported here: only plotting needs matplotlib
         if ax is None: fig, ax = plt.subplots(figsize=(4, 2.5))
         else: fig = ax.figure
@@ -310,11 +310,12 @@ class Recorder:
         if with_valid and self.values and not np.all(np.isnan(valid)):
             ax.plot(np.array(self.epoch_iters) - 1, valid, 'o-', label='valid')
         ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
+        if log: ax.set_yscale('log')  # one spike of the validation loss no longer flattens the training curve
         fig.tight_layout()
-        return fig
+        return fig if return_fig else None
 
-    def plot_sched(self, log=True):
-        "LR of every layer group (log scale when `log`) and momentum, against the optimizer step."
+    def plot_sched(self, log=True, return_fig=False):
+        "LR of every layer group (log scale when `log`) and momentum, against the optimizer step; the figure is returned only when `return_fig`."
         import matplotlib.pyplot as plt
         has_mom = len(self.moms) > 0 and not np.all(np.isnan(self.moms))
         fig, axs = plt.subplots(1, 2 if has_mom else 1, figsize=(8 if has_mom else 4, 2.5), squeeze=False)
@@ -326,4 +327,4 @@ class Recorder:
         if has_mom:
             axs[0, 1].plot(self.moms, color='C1'); axs[0, 1].set_xlabel('step'); axs[0, 1].set_ylabel('momentum')
         fig.tight_layout()
-        return fig
+        return fig if return_fig else None

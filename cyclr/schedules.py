@@ -84,8 +84,9 @@ class Schedule:
         args = ', '.join(f'{k}={param_repr(v)}' for k, v in self.params.items())
         return f'{self.name}({args})'
 
-    def plot(self, total_steps: int | None = None, ax=None, log: bool = False, label: str | None = None):
-        "Plot LR (and momentum, where scheduled) against the iteration; `log` puts the LR axis on a log scale."
+    def plot(self, total_steps: int | None = None, ax=None, log: bool = False, label: str | None = None,
+             return_fig: bool = False):
+        "Plot LR (and momentum, where scheduled) against the optimizer step; `log` puts the LR axis on a log scale; the figure is returned only when `return_fig` (a notebook shows it once)."
         import matplotlib.pyplot as plt
         n = total_steps or self.plot_steps
         it = np.arange(n + 1)
@@ -96,14 +97,14 @@ class Schedule:
         else:
             axs = np.atleast_1d(ax); fig = axs[0].figure
         axs[0].plot(it, self(it), label=label)
-        axs[0].set_xlabel('iteration'); axs[0].set_ylabel('learning rate')
+        axs[0].set_xlabel('step'); axs[0].set_ylabel('learning rate')
         if log: axs[0].set_yscale('log')
         axs[0].set_title(self.name, fontsize=9)
         if self.has_mom and len(axs) > 1:
             axs[1].plot(it, self.mom(it), color='C1', label=label)
-            axs[1].set_xlabel('iteration'); axs[1].set_ylabel('momentum')
+            axs[1].set_xlabel('step'); axs[1].set_ylabel('momentum')
         fig.tight_layout()
-        return fig
+        return fig if return_fig else None
 
     def to_torch(self, optimizer: torch.optim.Optimizer, group_mults: Sequence[float] | None = None) -> 'ScheduleLR':
         "A `torch.optim.lr_scheduler.LRScheduler` running this schedule on `optimizer`; step it once per optimizer step."

@@ -193,11 +193,22 @@ def test_recorder_smooth_losses_and_values():
 def test_plots_show_every_group():
     learn = Learner(small(), cnn(), CE, splitter=split_by_children(3), progress=False)
     learn.fit_one_cycle(1, slice(1e-4, 1e-2))
-    fig = learn.recorder.plot_sched()
+    fig = learn.recorder.plot_sched(return_fig=True)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == 3 and fig.axes[0].get_yscale() == 'log'
     np.testing.assert_array_equal(fig.axes[1].lines[0].get_ydata(), learn.recorder.moms)
-    fig2 = learn.recorder.plot_loss()
-    assert len(fig2.axes[0].lines) == 2 and tuple(fig2.get_size_inches()) == (4, 2.5)
+    fig2 = learn.recorder.plot_loss(return_fig=True)
+    assert len(fig2.axes[0].lines) == 2 and tuple(fig2.get_size_inches()) == (4, 2.5) and fig2.axes[0].get_yscale() == 'linear'
+    assert learn.recorder.plot_loss(log=True, return_fig=True).axes[0].get_yscale() == 'log'
+    plt.close('all')
+
+
+def test_plots_show_once_in_a_notebook():
+    "Drawn and not returned (a notebook would show a returned figure a second time), unless asked for."
+    learn = Learner(small(), cnn(), CE, progress=False)
+    learn.fit(1)
+    n = len(plt.get_fignums())
+    assert learn.recorder.plot_sched() is None and learn.recorder.plot_loss() is None and one_cycle(1e-2, 100).plot() is None
+    assert len(plt.get_fignums()) == n + 3   # each drew its figure, which the notebook's backend shows once
     plt.close('all')
 
 
