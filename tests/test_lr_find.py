@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cyclr.lr_find import (LRFindResult, clr_bounds, lr_find, minimum, one_cycle_max, slide, smooth_losses, steep,
-                           sweep_lrs, valley)
+from cyclr.lr_find import (POLICY_DIV, LRFindResult, clr_bounds, fitted_curve, fitted_min, lr_find, minimum, one_cycle_max,
+                           recommend, slide, smooth_losses, steep, sweep_lrs, valley)
 from _helpers import assert_same
 
 torch.set_num_threads(1)
@@ -525,6 +525,95 @@ def test_clr_bounds_of_a_smooth_step():
     assert all(map(math.isnan, clr_bounds(LRS, np.ones_like(X))))
     with pytest.raises(ValueError, match='lo'): clr_bounds(LRS, curve, lo=.9, hi=.1)
 
+# ---------------------------------------------------------------- the recommendation
+
+def curve_family(num_it, x_min, right=1., noise=.03, seed=0):
+    "Raw losses of a range test 1e-7 -> 10 in `num_it` steps: flat, a fall to a minimum at log10 lr = `x_min`, a rise `right` times as steep; fixed noise."
+    x = np.linspace(-7, 1, num_it)
+    fall = np.where(x <= x_min - 3, 1., (1 + np.cos(np.pi * np.clip(x - x_min + 3, 0, 3) / 3)) / 2)
+    y = np.where(x <= x_min, fall, right * (x - x_min) ** 2)
+    return y + noise * np.random.default_rng(seed).normal(size=num_it)
+
+def range_test_on(raw, **kwargs):
+    "lr_find whose step returns the given raw losses (one per step): the real smoothing, trimming, stopping and rules."
+    model = make_model()
+    it = iter(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=len(raw),
+                       step_fn=lambda xb, yb: next(it), **kwargs)
+
+@pytest.mark.parametrize('x_min', [-4., -2.5, -1.])
+@pytest.mark.parametrize('right', [.5, 1., 4.])
+@pytest.mark.parametrize('seed', [0, 1])
+def test_one_cycle_recommendation_does_not_depend_on_num_it(x_min, right, seed):
+    "num_it 50, 100 and 200 on the same curve recommend LRs within a factor 1.5; the moving average's argmin moves more."
+    recs, ema = [], []
+    for num_it in (50, 100, 200):
+        res = range_test_on(curve_family(num_it, x_min, right, seed=seed))
+        assert res.no_suggestion is None
+        recs.append(res.one_cycle); ema.append(res.one_cycle_max)
+        assert res.one_cycle == res.recommended == res.lr_for('one_cycle')
+        assert res.one_cycle <= 10 ** (x_min + .1)             # never right of the minimum (up to the noise)
+    assert max(recs) / min(recs) < 1.5, recs
+    assert 10 ** (x_min - 1.5) < min(recs) and max(recs) < 10 ** x_min
+
+def test_recommendations_are_the_fitted_minimum_over_each_policys_divisor():
+    raw = curve_family(100, -2.)
+    res = range_test_on(raw)
+    assert res.stop_reason == 'diverged' and len(res.raw_losses) < 100   # stopped in the blow-up: the fit reads what there is
+    lr_min = fitted_min(res.lrs[10:], res.raw_losses[10:])
+    assert 10 ** -2.4 < lr_min < 10 ** -1.8
+    for policy, div in POLICY_DIV.items():
+        assert math.isclose(res.lr_for(policy), lr_min / div)
+        assert math.isclose(recommend(res.lrs[10:], res.raw_losses[10:], policy), lr_min / div)
+    assert (res.one_cycle, res.constant, res.fine_tune) == tuple(res.lr_for(p) for p in ('one_cycle', 'constant', 'fine_tune'))
+    assert range_test_on(raw, policy='constant').recommended == res.constant
+    with pytest.raises(ValueError, match='`policy`'): res.lr_for('cosine')
+    with pytest.raises(ValueError, match='`policy`'): range_test_on(raw, policy='cosine')
+
+def test_fitted_curve_has_no_lag_and_ignores_the_blow_up():
+    x = np.linspace(-7, 1, 200)
+    line = 3 - .2 * x
+    np.testing.assert_allclose(fitted_curve(10 ** x, line), line, atol=1e-9)   # a local linear fit keeps a line exactly
+    raw = (x + 2) ** 2
+    raw[150:] = np.inf                                         # a blow-up: inf and NaN count as the ceiling
+    raw[160] = np.nan
+    assert 10 ** -2.2 < fitted_min(10 ** x, raw) < 10 ** -1.8
+    with pytest.raises(ValueError, match='`width`'): fitted_curve(10 ** x, raw, width=0)
+
+def test_valley_and_slide_never_right_of_the_minimum():
+    "A second, longer valley after the minimum (a bumpy curve): fastai's valley would land in it; ours stops at the minimum."
+    curve = np.where(X <= -3, 3 - .5 * (X + 7), np.where(X <= -2.5, 1 + 4 * (X + 3), 3 - .05 * (X + 2.5)))
+    i_min = int(np.argmin(curve))
+    for rule in (valley, slide): assert rule(LRS, curve) <= LRS[i_min]
+
+def test_result_unpacks_into_its_suggestions_like_fastai():
+    res = range_test_on(curve_family(100, -2.), suggest_funcs=(minimum, steep))
+    lr_min, lr_steep = res
+    assert (lr_min, lr_steep) == (res.minimum, res.steep) == tuple(res.suggestions)
+    assert res[0] == lr_min and res[1] == res['steep'] == lr_steep and list(res) == [lr_min, lr_steep]
+    assert math.isfinite(res.recommended)                      # the recommendation is there whatever the rules
+    a, b, c, d, e = range_test_on(curve_family(100, -2.))      # the five default rules
+    with pytest.raises(ValueError): lr_min, = res
+
+@pytest.mark.parametrize('raw, reason', [(np.linspace(1., 3., 60), 'never fell'), (np.ones(60), 'never fell'),
+                                         (np.array([4., 3., 2., 1.]), 'at least 5')])
+def test_no_suggestion_gives_nan_recommendations_and_a_reason(raw, reason):
+    model = make_model()
+    with pytest.warns(UserWarning, match='no LR suggestion from this range test'):
+        res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=len(raw),
+                      step_fn=lambda xb, yb, it=iter(raw): next(it), stop_div=False)
+    assert reason in res.no_suggestion and all(map(math.isnan, res))
+    assert all(math.isnan(res.lr_for(p)) for p in POLICY_DIV) and math.isnan(res.recommended)
+    plt.close(res.plot())                                      # nothing to mark, and no error
+
+def test_n_runs_recommendation_is_the_median_of_the_runs():
+    model, dl = make_model(), make_data()
+    res = lr_find(model, dl, LOSS, torch.optim.SGD(model.parameters(), lr=.05, momentum=.9), num_it=40, n_runs=3)
+    runs = sorted(r.one_cycle for r in res.runs)
+    assert math.isclose(res.one_cycle, runs[1])
+
 def test_rules_check_their_input():
     with pytest.raises(ValueError, match='same length'): steep([1e-3, 1e-2], [1., 2., 3.])
     with pytest.raises(ValueError, match='at least 2'): steep([1e-3], [1.])
@@ -679,13 +768,17 @@ def test_result_plot_marks_each_suggestion_on_the_curve():
     ax = fig.axes[0]
     assert ax.get_xscale() == 'log' and tuple(fig.get_size_inches()) == (4.5, 3.)
     lines = ax.get_lines()
-    assert len(lines) == 2 + len(res.suggestions)          # the other run, this run, one marker each
+    assert len(lines) == 2 + len(res.suggestions) + 2      # the other run, this run, one marker each, the recommendation
     curve = lines[1]
     np.testing.assert_array_equal(curve.get_xdata(), res.lrs[5:-5])
     for line, (name, lr) in zip(lines[2:], res.suggestions._asdict().items()):
-        assert line.get_xdata()[0] == lr and name in line.get_label()
+        assert line.get_xdata()[0] == lr and name in line.get_label() and line.get_markersize() == 4
         y = np.interp(np.log(lr), np.log(res.lrs[5:-5]), res.losses[5:-5])
         assert math.isclose(line.get_ydata()[0], y)
+    vline, marker = lines[-2:]                             # the recommendation: a dashed line and a big marker
+    assert list(vline.get_xdata()) == [res.recommended] * 2 and vline.get_linestyle() == '--'
+    assert marker.get_xdata()[0] == res.recommended and marker.get_markersize() > 4
+    assert 'recommended for one cycle' in marker.get_label()
     plt.close(fig)
     fig, ax = plt.subplots()
     assert res.plot(ax=ax, skip_start=0, skip_end=0, show_suggestions=False) is fig
