@@ -383,7 +383,7 @@ def rules():
 
 def _recommended(policy, lrs, raw, num_it):
     "What `lr_find` recommends for `policy` on this raw curve: `recommend` on it less its first tenth."
-    from cyclr.lr_find import recommend
+    from cyclr.lr_curve import recommend
     return recommend(lrs[num_it // 10:], raw[num_it // 10:], policy)
 
 def curve(db, task, seed, num_it=100):
@@ -553,7 +553,7 @@ WIDTHS, DIVS = (.15, .25, .4), (1., 1.4, 2., 2.8, 4., 5.6, 8., 11., 16.)
 TRAINED_WIDTH, TRAINED_DIVS = .25, (1., 1.4, 2., 2.8, 4., 5.6, 8., 11.)  # candidates trained for real on the choose half
 
 def candidate_lr(db, task, seed, width, div):
-    from cyclr.lr_find import fitted_min
+    from cyclr.lr_curve import fitted_min
     lrs, raw = curve(db, task, seed)
     return fitted_min(lrs[10:], raw[10:], width) / div
 
@@ -572,7 +572,7 @@ def interpolated(db, task, seed, lr, policy):
 
 def choose(db, seeds, policy='one_cycle', half='choose'):
     "The fitted-minimum rule at every width and divisor, scored on `half`'s tasks by interpolating each seed's grid: the choice of POLICY_DIV."
-    from cyclr.lr_find import fitted_min
+    from cyclr.lr_curve import fitted_min
     tasks = [t for t in TASKS if TASKS[t]['half'] == half]
     print(f"\n{policy}: fitted_min(width) / div on the {half} half ({', '.join(tasks)}), metric interpolated on each seed's grid;"
           " per task the mean over seeds of the points lost, then the worst task and the mean over tasks")

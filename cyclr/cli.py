@@ -77,11 +77,11 @@ def run_demo(out: str | Path = 'demo_out',  # folder for lr_find.png, schedule.p
 
     t0 = time.perf_counter()
     res = learner().lr_find(show_plot=False)
-    lrs = {'constant': res.valley, 'one_cycle': res.one_cycle_max}
+    lrs = {'constant': res.constant, 'one_cycle': res.one_cycle}  # the range test's recommendation for each policy
     fig, ax = plt.subplots(figsize=(4.5, 3)); res.plot(ax=ax); fig.savefig(out / 'lr_find.png', dpi=120); plt.close(fig)
     print(f"lr_find: {len(res.lrs)} steps in {time.perf_counter() - t0:.1f} s, suggestions: "
           + ', '.join(f'{k} {v:.1e}' for k, v in res.suggestions._asdict().items()))
-    print(f"LRs: valley {lrs['constant']:.1e} for the constant run, one_cycle_max {lrs['one_cycle']:.1e} for the one-cycle peak")
+    print(f"LRs: {lrs['constant']:.1e} for the constant run, {lrs['one_cycle']:.1e} for the one-cycle peak (the range test's recommendations)")
 
     rows, learners = [], {}
     for policy in ['constant', 'one_cycle']:

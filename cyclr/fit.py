@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .callback import as_callbacks
-from .checks import check_bool, check_int, check_lr, check_real
+from .checks import check_bool, check_int, check_lr, check_real, fail
 from .state import Snapshot
 from .training import split_batch, to_device
 from .discriminative import spread_lrs
@@ -28,9 +28,15 @@ OverfitResult = namedtuple('OverfitResult', 'passed initial_loss final_loss loss
 
 class FitPolicies:
     "The fit policies of the `Learner`: each builds a schedule for the run and calls `self.fit`."
-    def _peak_lrs(self, lr, name):
-        "One peak LR per layer group from `lr` (None: the Learner's `lr`), as `spread_lrs` gives them."
-        return spread_lrs(self.lr if lr is None else lr, len(self._groups()), name)
+    def _peak_lrs(self, lr, name, policy='one_cycle'):
+        "One peak LR per layer group from `lr` (None: the Learner's `lr`; a range test's result: its recommendation for `policy`, the groups in the test's ratios)."
+        n = len(self._groups())
+        if hasattr(lr, 'lr_for') and hasattr(lr, 'lr_ratios'):
+            value = lr.lr_for(policy)
+            if not value > 0: raise fail(name, f'a range test with a recommendation for {policy} (this one has none: {lr.no_suggestion})', lr)
+            ratios = np.asarray(lr.lr_ratios, dtype=np.float64)
+            return value * ratios if len(ratios) == n else spread_lrs(value, n, name)
+        return spread_lrs(self.lr if lr is None else lr, n, name)
 
     def fit_one_cycle(self,
                       n_epoch,                   # epochs (>= 1)
@@ -95,7 +101,7 @@ class FitPolicies:
                      wd=None, cbs=None, start_epoch=0, resume_from=None):  # as in `fit`
         "Flat LR for `pct_start` of the run, then cosine annealing (`cyclr.schedules.flat_cos`)."
         n_epoch = check_int('n_epoch', n_epoch, lo=1)
-        lrs = self._peak_lrs(lr, 'lr')
+        lrs = self._peak_lrs(lr, 'lr', 'constant')
         s = flat_cos(_per_group(lrs), n_epoch * self._steps_per_epoch(), pct_start=pct_start, div_final=div_final)
         return self.fit(n_epoch, lr=lrs, sched=s, wd=wd, cbs=cbs, start_epoch=start_epoch, resume_from=resume_from)
 

@@ -22,7 +22,7 @@ __all__ = ['LRPicker', 'lr_find_picker']
 class LRPicker(widgets.VBox):
     "The range test's curve (what its suggestions were read from), its suggestions, and a log slider moving a marker to the LR you pick."
     def __init__(self, result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
-                 value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
+                 value: float | None = None,  # starting LR; default the test's recommendation (else valley, else the first rule's)
                  skip_start: int = 5, skip_end: int = 5):  # points left out at either end of the plotted curve
         try: lrs, values, _ = result.curve
         except (AttributeError, TypeError, ValueError):
@@ -46,7 +46,8 @@ class LRPicker(widgets.VBox):
         self.suggestions = {k: float(v) for k, v in items if v is not None and np.isfinite(v) and v > 0}
         lo, hi = min([self.lrs.min(), *self.suggestions.values()]), max([self.lrs.max(), *self.suggestions.values()])
         if value is None:
-            value = self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
+            rec = getattr(result, 'recommended', math.nan)  # the range test's one answer for its policy, else a rule's
+            value = rec if math.isfinite(rec) and lo <= rec <= hi else self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
         else:
             value = check_lr('value', value)
             if not lo <= value <= hi: raise fail('value', f'a learning rate in [{lo:.3g}, {hi:.3g}] (the tested range)', value)
@@ -112,7 +113,7 @@ class LRPicker(widgets.VBox):
     def __repr__(self): return f'LRPicker(value={self.value:.3g})'
 
 def lr_find_picker(result,  # an LRFindResult: its `curve`, `suggestions`, `mode` and `score_name` are read
-                   value: float | None = None,  # starting LR; default the `valley` suggestion (else the first one)
+                   value: float | None = None,  # starting LR; default the test's recommendation (else valley, else the first rule's)
                    skip_start: int = 5, skip_end: int = 5) -> LRPicker:  # points left out at either end of the curve
     "The range test's curve with its suggestions and a marker you move to pick an LR; `.value` is the pick."
     return LRPicker(result, value, skip_start, skip_end)

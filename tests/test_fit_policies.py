@@ -206,3 +206,20 @@ def test_policies_resume_exactly(tmp_path, policy):
     resumed = make(); torch.rand(3); getattr(resumed, policy)(*args, resume_from='model_0')
     assert all(torch.equal(a, b) for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()))
     assert full.recorder.lrs == resumed.recorder.lrs and len(full.recorder.lrs) == 3 * SPE
+
+
+def test_a_range_test_result_is_an_lr():
+    "fit_one_cycle(n, res) trains at the result's one-cycle recommendation, fit_flat_cos at its constant one; each group keeps the test's ratio."
+    learn = learner(groups=3)
+    learn.lr = slice(1e-4, 1e-2)
+    learn.create_opt()
+    res = learn.lr_find(num_it=40, show_plot=False)
+    assert np.isfinite(res.one_cycle) and np.isfinite(res.constant) and len(res.lr_ratios) == 3
+    learn.fit_one_cycle(1, res)
+    np.testing.assert_allclose(learn.sched.params['lr_max'], res.one_cycle * np.array(res.lr_ratios), rtol=1e-12)
+    learn.fit_flat_cos(1, res)
+    np.testing.assert_allclose(learn.sched.params['lr_max'], res.constant * np.array(res.lr_ratios), rtol=1e-12)
+    res.recommendations = {k: math.nan for k in res.recommendations}   # a test that found nothing
+    res.no_suggestion = 'the loss never fell below its starting level'
+    with pytest.raises(ValueError, match='`lr_max` must be a range test with a recommendation for one_cycle'):
+        learn.fit_one_cycle(1, res)

@@ -19,8 +19,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cyclr.lr_find import (POLICY_DIV, LRFindResult, clr_bounds, fitted_curve, fitted_min, lr_find, minimum, one_cycle_max,
-                           recommend, slide, smooth_losses, steep, sweep_lrs, valley)
+from cyclr.lr_curve import (POLICY_DIV, clr_bounds, fitted_curve, fitted_min, minimum, one_cycle_max, recommend, slide,
+                            smooth_losses, steep, sweep_lrs, valley)
+from cyclr.lr_find import LRFindResult, lr_find
 from _helpers import assert_same
 
 torch.set_num_threads(1)
@@ -764,24 +765,29 @@ def test_result_plot_marks_each_suggestion_on_the_curve():
     model, dl = make_model(), make_data()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     res = lr_find(model, dl, LOSS, opt, num_it=40, n_runs=2)
-    fig = res.plot()
+    assert res.plot() is None                              # drawn; a notebook shows it once
+    plt.close('all')
+    fig = res.plot(return_fig=True)
     ax = fig.axes[0]
     assert ax.get_xscale() == 'log' and tuple(fig.get_size_inches()) == (4.5, 3.)
     lines = ax.get_lines()
-    assert len(lines) == 2 + len(res.suggestions) + 2      # the other run, this run, one marker each, the recommendation
+    assert len(lines) == 2 + 2 + len(res.suggestions)      # the other run, this run, the recommendation, one marker each
     curve = lines[1]
     np.testing.assert_array_equal(curve.get_xdata(), res.lrs[5:-5])
-    for line, (name, lr) in zip(lines[2:], res.suggestions._asdict().items()):
-        assert line.get_xdata()[0] == lr and name in line.get_label() and line.get_markersize() == 4
-        y = np.interp(np.log(lr), np.log(res.lrs[5:-5]), res.losses[5:-5])
-        assert math.isclose(line.get_ydata()[0], y)
-    vline, marker = lines[-2:]                             # the recommendation: a dashed line and a big marker
+    vline, marker = lines[2:4]                             # the recommendation first: a dashed line and a big marker
     assert list(vline.get_xdata()) == [res.recommended] * 2 and vline.get_linestyle() == '--'
     assert marker.get_xdata()[0] == res.recommended and marker.get_markersize() > 4
     assert 'recommended for one cycle' in marker.get_label()
+    by_lr = sorted(res.suggestions._asdict().items(), key=lambda kv: kv[1])   # then the rules, left to right
+    for line, (name, lr) in zip(lines[4:], by_lr):
+        assert line.get_xdata()[0] == lr and name in line.get_label() and line.get_markersize() == 4
+        y = np.interp(np.log(lr), np.log(res.lrs[5:-5]), res.losses[5:-5])
+        assert math.isclose(line.get_ydata()[0], y)
+    labels = [l for l in ax.get_legend_handles_labels()[1] if l != 'other runs']
+    assert labels[0].startswith('recommended') and [l.split(':')[0] for l in labels[-len(by_lr):]] == [n for n, _ in by_lr]
     plt.close(fig)
     fig, ax = plt.subplots()
-    assert res.plot(ax=ax, skip_start=0, skip_end=0, show_suggestions=False) is fig
+    assert res.plot(ax=ax, skip_start=0, skip_end=0, show_suggestions=False) is None
     assert len(ax.get_lines()) == 2 and len(ax.get_lines()[1].get_xdata()) == len(res.lrs)
     plt.close(fig)
 
