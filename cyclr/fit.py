@@ -14,7 +14,7 @@ import torch
 from .callback import as_callbacks
 from .checks import check_bool, check_int, check_lr, check_real, fail
 from .state import Snapshot
-from .training import split_batch, to_device
+from .training import batch_on
 from .discriminative import spread_lrs
 from .schedules import cyclic, flat_cos, one_cycle, sgdr
 
@@ -148,7 +148,7 @@ class FitPolicies:
         snap = Snapshot(self.model, self.opt, self._loaders(), (self.scaler,) if self.scaler else ()) if restore else None
         losses = []
         try:
-            xb, yb = to_device(split_batch(next(iter(self._loader(self.dls.train))), self.n_inp, 'dls.train'), self.device)
+            xb, yb = batch_on(next(iter(self._loader(self.dls.train))), self.device, self.n_inp, 'dls.train')
             for g, l in zip(self.opt.param_groups, lrs): g['lr'] = float(l)
             self._train_mode()
             step.reset()

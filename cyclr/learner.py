@@ -22,7 +22,8 @@ from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .distributed import (any_rank, ddp_key, get_rank, get_world_size, is_distributed, is_main_process, is_sharded,
                                shard_loader, sum_over_ranks, wrap_ddp)
-from .training import Inference, StepPlan, TrainStep, as_dls, check_eval_dl, check_loss_func, n_items, resolve_amp, resolve_device, split_batch, to_device
+from .training import (Inference, StepPlan, TrainStep, as_dls, batch_on, check_eval_dl, check_loss_func, n_items, resolve_amp,
+                            resolve_device)
 from .lr_find import lr_find, sweep_lrs
 from .callback import CancelBatchException, CancelEpochException, CancelFitException, as_callbacks, handlers
 from .recorder import Recorder, set_mom
@@ -235,7 +236,7 @@ class Learner(FitPolicies, Inference):
     def _one_batch(self, i, batch):
         self.iter, self.loss, self.pred = i, None, None
         try:
-            self.xb, self.yb = to_device(split_batch(batch, self.n_inp, 'dls.train' if self.training else 'dl'), self.device)
+            self.xb, self.yb = batch_on(batch, self.device, self.n_inp, 'dls.train' if self.training else 'dl')
             self._event('before_batch')
             if self.training: self._train_batch(i)
             else:

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from .checks import check_choice, check_int, check_order, check_real, fail
+from .checks import check_choice, check_int, check_order, check_real
 
 # %% ../nbs/07a_lr_curve.ipynb #bc3c771f
 def check_sweep(start_lr, end_lr, num_it, mode):

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import check_bool, check_callable, check_choice, check_int, check_order, check_real, check_type, fail
+from .checks import check_bool, check_callable, check_choice, check_int, check_real, check_type, fail
 from .distributed import mean_over_ranks
 from .state import Snapshot
-from .training import TrainStep, n_items, split_batch, to_device
+from .training import TrainStep, batch_on, n_items
 from .lr_curve import (POLICY_DIV, check_sweep, clr_bounds, fitted_min, minimum, one_cycle_max, recommend, slide,
                              smooth_losses, steep, sweep_lrs, valley)
 
@@ -236,7 +236,7 @@ def _score(model, valid_dl, loss_func, metric, device, n_inp, autocast):
         with torch.no_grad():
             total, n, preds, targs = 0., 0, [], []
             for batch in valid_dl:
-                xb, yb = to_device(split_batch(batch, n_inp, 'valid_dl'), device)
+                xb, yb = batch_on(batch, device, n_inp, 'valid_dl')
                 with autocast(): out = model(*xb)
                 if metric is None: total += float(loss_func(out, yb)) * n_items(yb)
                 else: preds.append(out.float()); targs.append(yb)
@@ -275,7 +275,7 @@ def _sweep(model, train_dl, step_fn, optimizer, sched, ratios, device, beta, sto
     while i < len(sched):
         batch = next(batches, None)
         if batch is None: stop = 'data exhausted'; break
-        loss = mean_over_ranks(_as_loss(step_fn(*to_device(split_batch(batch, n_inp, 'train_dl'), device))))
+        loss = mean_over_ranks(_as_loss(step_fn(*batch_on(batch, device, n_inp, 'train_dl'))))
         if loss is None:  # no optimizer step: the sweep stays where it is
             skips += 1
             if skips > max_skips:
