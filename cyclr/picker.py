@@ -44,10 +44,11 @@ class LRPicker(widgets.VBox):
         sugg = result.suggestions
         items = sugg._asdict().items() if hasattr(sugg, '_asdict') else ()
         self.suggestions = {k: float(v) for k, v in items if v is not None and np.isfinite(v) and v > 0}
-        lo, hi = min([self.lrs.min(), *self.suggestions.values()]), max([self.lrs.max(), *self.suggestions.values()])
-        if value is None:
-            rec = getattr(result, 'recommended', math.nan)  # the range test's one answer for its policy, else a rule's
-            value = rec if math.isfinite(rec) and lo <= rec <= hi else self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
+        rec = getattr(result, 'recommended', math.nan)
+        marks = [*self.suggestions.values(), *([rec] if math.isfinite(rec) and rec > 0 else [])]  # the slider reaches every one
+        lo, hi = min([self.lrs.min(), *marks]), max([self.lrs.max(), *marks])
+        if value is None:  # the range test's one answer for its policy, else a rule's
+            value = rec if math.isfinite(rec) and rec > 0 else self.suggestions.get('valley', next(iter(self.suggestions.values()), math.sqrt(lo * hi)))
         else:
             value = check_lr('value', value)
             if not lo <= value <= hi: raise fail('value', f'a learning rate in [{lo:.3g}, {hi:.3g}] (the tested range)', value)

@@ -37,9 +37,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def _entry(rank, fn, *args):
+    "Run `fn(rank, *args)`, then leave at once: gloo's threads can abort a process at interpreter teardown, after its work is done and checked (\"terminate called without an active exception\", a torch issue), which would read as a failure. An exception still fails the rank."
+    fn(rank, *args)
+    sys.stdout.flush(); sys.stderr.flush()
+    os._exit(0)
+
+
 def spawn(fn, *args, nprocs=2, timeout=50):
     "Run `fn(rank, nprocs, port, *args)` in `nprocs` spawned processes; fail (and kill them) after `timeout` seconds."
-    ctx = mp.start_processes(fn, args=(nprocs, free_port(), *args), nprocs=nprocs, join=False, start_method='spawn')
+    ctx = mp.start_processes(_entry, args=(fn, nprocs, free_port(), *args), nprocs=nprocs, join=False, start_method='spawn')
     deadline = time.monotonic() + timeout
     try:
         while not ctx.join(timeout=0.5):

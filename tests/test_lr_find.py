@@ -932,3 +932,4 @@ def test_single_rank_group_matches_plain_run(tmp_path):
     try: ddp = lr_find(model, dl, LOSS, opt, num_it=15)
     finally: dist.destroy_process_group()
     np.testing.assert_array_equal(plain.raw_losses, ddp.raw_losses)
+

@@ -533,6 +533,7 @@ def test_picker_with_a_real_range_test():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(256, 8, generator=g)
     y = (x[:, 0] > 0).long()
+    torch.manual_seed(0)  # the same model whatever ran before
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     res = lr_find_mod.lr_find(model, DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=g),
@@ -581,3 +582,14 @@ def test_explorer_legend_does_not_cover_the_curve():
     axes = ex.ax_lr.get_window_extent()
     assert legend.y0 >= axes.y1 - 1  # above the LR panel, not over its curves
     assert legend.y1 <= ex.figure.bbox.y1 + 1  # and still inside the picture
+
+
+def test_picker_starts_at_the_recommendation_even_past_the_plotted_curve():
+    "The recommendation may sit in the sweep's last steps, which the curve leaves out: the slider still reaches it."
+    res = fake_result()
+    lrs = res.curve[0]
+    res.recommended = float(lrs[-1] * 3)       # beyond every recorded LR
+    p = lr_find_picker(res)
+    assert p.value == pytest.approx(res.recommended, rel=1e-9) and p.marker.get_xdata()[0] == pytest.approx(res.recommended, rel=1e-9)
+    res.recommended = float('nan')             # no recommendation: the valley rule, as before
+    assert lr_find_picker(res).value == 3e-4
