@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .checks import check_bool, check_int, check_real, check_type, fail
+from .docs import document
 from .distributed import any_rank, is_main_process
 
 # %% ../nbs/09_callbacks.ipynb #e37b50c3
@@ -229,3 +230,6 @@ class TensorBoardCallback(Callback):
 
     def after_fit(self, learn):
         if self._own and self.writer is not None: self.writer.close(); self.writer = None  # a later fit opens a new run
+
+# %% ../nbs/09_callbacks.ipynb #6a35f31d
+document(SaveModelCallback, EarlyStoppingCallback, CSVLogger)

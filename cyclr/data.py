@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset, TensorDataset
 
 from .checks import check_bool, check_callable, check_int, check_real, check_type, fail
+from .docs import document
 
 # %% ../nbs/03_data.ipynb #81aece6c
 def _n_batches(dl):
@@ -351,3 +352,6 @@ def prepare_item(dls, item):
     if not xs or not all(isinstance(x, torch.Tensor) for x in xs):
         raise fail('item', 'a tensor without the batch dimension, a tuple of them, a PIL image or an image file', item, kind=True)
     return xs
+
+# %% ../nbs/03_data.ipynb #6507cd89
+document(digits, image_folder, DataLoaders.from_dsets)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checks import check_bool, check_callable, check_int, check_real, check_type, fail
+from .docs import document
 from .state import Snapshot, epoch_samplers, rng_state, set_rng_state
 from .schedules import Schedule, constant
 from .metrics import metric_name
@@ -486,3 +487,6 @@ class Learner(FitPolicies, Inference):
         except BaseException:
             self.opt, self._opt_key = kept  # a rejected or interrupted test leaves even the optimizer object as it was
             raise
+
+# %% ../nbs/10_learner.ipynb #c7039f1d
+document(Learner)

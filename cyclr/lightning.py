@@ -9,6 +9,7 @@ __all__ = ['lr_find_lightning', 'LRFinderCallback']
 from torch import nn
 
 from .checks import check_type, fail
+from .docs import document
 from .lr_find import lr_find
 from .training import TrainStep
 
@@ -64,3 +65,6 @@ class LRFinderCallback(_LightningCallback):
         lr = getattr(self.result, self.apply)
         if not lr > 0: raise ValueError(f"the range test gave no {self.apply!r} suggestion ({self.result.no_suggestion})")
         for g, ratio in zip(opt.param_groups, self.result.lr_ratios): g['lr'] = lr * ratio
+
+# %% ../nbs/17_lightning.ipynb #0367a945
+document(lr_find_lightning)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .checks import check_bool, check_callable, check_choice, check_int, check_real, check_type, fail
+from .docs import document
 from .distributed import mean_over_ranks
 from .state import Snapshot
 from .training import TrainStep, batch_on, n_items
@@ -432,3 +433,6 @@ def lr_find(model, train_dl, loss_func, optimizer,
         display(fig)
         plt.close(fig)
     return res
+
+# %% ../nbs/08_lr_find.ipynb #87dde5bc
+document(lr_find)

@@ -16,6 +16,7 @@ from .annealers import (  # the annealers, and the helpers that give back the ki
     Annealer, SchedCos, SchedExp, SchedLin, SchedNo, SchedPoly, anneal_cos, anneal_lin, as_array, check_ends, combine_scheds,
     cos_between, exp_between, filled, lin_between, param_repr, per_group, poly_between, same_kind)
 from .checks import check_bool, check_callable, check_choice, check_int, check_lrs, check_order, check_real, check_type, fail
+from .docs import document
 
 # %% auto #0
 __all__ = ['Schedule', 'cyclic', 'one_cycle', 'cosine', 'sgdr', 'constant', 'step_decay', 'warmup', 'flat_cos', 'ScheduleLR',
@@ -445,3 +446,6 @@ class ScheduleLR(torch.optim.lr_scheduler.LRScheduler):
         if self.schedule.has_mom:
             for group in self.optimizer.param_groups: _set_momentum(group, self.schedule.mom(max(self.last_epoch, 0)))
         self._last_lr = [g['lr'].clone() if isinstance(g['lr'], torch.Tensor) else g['lr'] for g in self.optimizer.param_groups]
+
+# %% ../nbs/01_schedules.ipynb #eb559088
+document(one_cycle, cyclic, cosine, sgdr, step_decay, warmup, flat_cos, constant)

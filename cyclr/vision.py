@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .checks import check_int, check_type, fail
+from .docs import document
 from .data import DataLoaders
 from .discriminative import resnet_splitter
 from .state import rng_state, set_rng_state
@@ -200,3 +201,6 @@ def show_batch(dls,          # cyclr DataLoaders of images, e.g. from `image_fol
         ax.imshow((im[0] if im.shape[0] == 1 else im.permute(1, 2, 0)).numpy(), cmap='gray' if im.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_title(str(dls.classes[lab]) if dls.classes is not None else str(lab), fontsize=8)
     fig.tight_layout()
+
+# %% ../nbs/15_vision.ipynb #138865cb
+document(vision_learner, show_batch)

@@ -18,8 +18,7 @@ from cyclr.fit import FitPolicies
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path('/usr/bin/chromium')
 ARTIFACTS = ROOT / 'test_artifacts'
-sys.path.insert(0, str(ROOT / 'tools'))
-from make_docs import param_docs  # noqa: E402
+from cyclr.docs import param_docs
 
 
 @pytest.fixture(scope='module')
@@ -42,6 +41,14 @@ def test_param_docs_reads_the_comments_next_to_the_parameters():
           c=3, d=4):  # both of these
         "Doc."
     assert param_docs(f) == {'a': 'the first', 'b': 'the second', 'c': 'both of these', 'd': 'both of these'}
+
+
+def test_help_shows_the_parameter_comments():
+    import pydoc
+    from cyclr.learner import Learner
+    text = pydoc.render_doc(Learner.fit_one_cycle, renderer=pydoc.plaintext)
+    for name, doc in param_docs(Learner.fit_one_cycle).items(): assert f'{name}: {doc}' in text
+    assert text.count('Parameters:') == 1
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,7 @@ their signatures, docstrings and a table of parameters -- name, default and the 
 parameter in the source (the "docments" style the notebooks use). `index.html` is the README with links to all.
 
 Run it with `make docs`; open `_docs/index.html`."""
-import html, importlib, inspect, io, re, sys, tokenize
+import html, importlib, inspect, re, sys
 from pathlib import Path
 
 import nbformat
@@ -15,6 +15,7 @@ from nbconvert import HTMLExporter
 
 root = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(root))
+from cyclr.docs import param_docs  # noqa: E402  (the one reader of parameter comments, also behind help())
 
 STYLE = """<style>
 body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45;color:#222}
@@ -28,29 +29,6 @@ def page(title, body, nav):
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)} - cyclr</title>{STYLE}</head><body><nav>{nav}</nav>{body}</body></html>"
 
 # ---- parameters and their comments ------------------------------------------------------------------------------
-def param_docs(obj):
-    "{parameter: comment} from the comment on the line of each parameter in `obj`'s signature (docments); parameters sharing a line share its comment."
-    try: src = inspect.getsource(obj)
-    except (OSError, TypeError): return {}
-    line_of, comments, depth, expect, closed = {}, {}, 0, False, None
-    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        row = tok.start[0]
-        if closed is not None:  # after the signature's ')': only a comment on that same line still counts
-            if tok.type == tokenize.COMMENT and row == closed: comments[row] = tok.string.lstrip('#').strip()
-            if tok.type in (tokenize.NEWLINE, tokenize.NL) or row != closed: break
-            continue
-        if tok.type == tokenize.OP and tok.string in '([{':
-            depth += 1; expect = depth == 1; continue
-        if tok.type == tokenize.OP and tok.string in ')]}':
-            depth -= 1
-            if depth == 0: closed = row
-            continue
-        if depth != 1: continue
-        if tok.type == tokenize.NAME and expect: line_of[tok.string] = row; expect = False
-        elif tok.type == tokenize.OP and tok.string == ',': expect = True
-        elif tok.type == tokenize.COMMENT: comments[row] = tok.string.lstrip('#').strip()
-    return {k: comments.get(r, '') for k, r in line_of.items() if k not in ('self', 'cls')}
-
 def _md(text):
     "Escaped `text` with `backticks` as code."
     return re.sub(r'`([^`]+)`', r'<code>\1</code>', html.escape(text))
@@ -69,7 +47,8 @@ def api_entry(name, obj, level=3):
     anchor = name.replace('.', '-')
     out = [f"<h{level} id='{anchor}'>{name}</h{level}>"]
     if sig is not None: out.append(f"<pre>{html.escape(name + '(' + ', '.join(str(p) for p in params) + ')')}</pre>")
-    if inspect.getdoc(obj): out.append(f"<p>{_md(inspect.getdoc(obj))}</p>")
+    doc = (inspect.getdoc(obj) or '').split('\n\nParameters:\n')[0]  # the table below shows them
+    if doc: out.append(f"<p>{_md(doc)}</p>")
     if params and (not inspect.isclass(obj) or '__init__' in vars(obj)): out.append(_table(params, param_docs(target)))
     if inspect.isclass(obj):
         own = [c for c in obj.__mro__ if c.__module__.startswith('cyclr')]
