@@ -221,6 +221,10 @@ class Learner(FitPolicies, Inference):
         check_real('grad_clip', self.grad_clip, lo=0, lo_open=True, none=True)
         if not any(p.requires_grad for p in self.model.parameters()):
             raise ValueError("`model` has no parameter that requires a gradient: nothing can train (unfreeze() or set requires_grad)")
+        dev = next((p.device for p in self.model.parameters()), self.device)
+        if dev.type != self.device.type or None not in (dev.index, self.device.index) and dev.index != self.device.index:
+            raise ValueError(f"`model` is on {dev} but the Learner sends its batches to {self.device}: move it back with "
+                             f"learn.model.to(learn.device), or make the Learner with device={str(dev)!r}")
 
     def _steps_per_epoch(self):
         "Optimizer steps in one epoch: ceil(batches / grad_accum), the batches of this rank's share under torch.distributed."
@@ -346,6 +350,9 @@ class Learner(FitPolicies, Inference):
             if not pos['mid_epoch'] and pos['epoch'] == start_epoch and pos['n_epoch'] == n_epoch and pos['steps_per_epoch'] == spe:
                 step0 = pos['step']
         opt, new_opt = self._opt_for(groups, lrs)
+        if plan.has_mom and not all('momentum' in g or 'betas' in g for g in opt.param_groups):
+            raise fail('moms', f'None for {type(opt).__name__}, which has no momentum (nor Adam\'s beta1) for the schedule to cycle',
+                       getattr(sched, 'params', {}).get('moms', 'a momentum schedule'))
         if wd is None: wd = self.wd
         if wd is not None: self._check_wd_support(opt, 'wd')
         for cb in self.cbs + cbs: cb.check(self)

@@ -571,3 +571,22 @@ def test_settings_changed_after_init_are_checked_by_fit():
     learn.grad_accum, learn.grad_clip = 1, -1.
     with pytest.raises(ValueError, match='`grad_clip`'): learn.fit(1)
     assert learn.recorder.lrs == []
+
+
+def test_a_momentum_schedule_on_an_optimizer_without_momentum_names_moms():
+    "Adagrad and Rprop have neither `momentum` nor Adam's betas: one cycle's momentum would be silently half-applied."
+    for opt_func in (torch.optim.Adagrad, torch.optim.Rprop):
+        learn = Learner(small(), cnn(), CE, opt_func=opt_func, progress=False)
+        before = [p.detach().clone() for p in learn.model.parameters()]
+        with pytest.raises(ValueError, match=r"`moms` must be None for (Adagrad|Rprop), which has no momentum"):
+            learn.fit_one_cycle(1, 1e-2)
+        assert all(torch.equal(a, b) for a, b in zip(before, learn.model.parameters())) and learn.recorder.lrs == []
+        learn.fit_one_cycle(1, 1e-2, moms=None)            # the fix the message names works
+        assert len(learn.recorder.lrs) > 0 and all(np.isnan(learn.recorder.moms))
+
+
+def test_a_model_moved_after_construction_is_named():
+    learn = Learner(small(), cnn(), CE, progress=False)
+    learn.model.to('meta')
+    with pytest.raises(ValueError, match=r"`model` is on meta but the Learner sends its batches to cpu"):
+        learn.fit(1)
