@@ -35,10 +35,11 @@ from cyclr.models import simple_cnn
 LR = 1e-3
 OPTS = {'Adam': torch.optim.Adam, 'SGD mom=0.9': functools.partial(torch.optim.SGD, momentum=0.9)}
 
-def hand_epoch(model, opt, dls, loss_func):
-    "One epoch of the loop a user writes by hand: train, then validation loss and accuracy (item-weighted means)."
+def hand_epoch(model, opt, dls, loss_func, device=None):
+    "One epoch of the loop a user writes by hand: train, then validation loss and accuracy (item-weighted means); batches moved to `device` when given."
     model.train()
     for xb, yb in dls.train:
+        if device is not None: xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
         loss = loss_func(model(xb), yb)
         loss.backward()
         opt.step()
@@ -47,6 +48,7 @@ def hand_epoch(model, opt, dls, loss_func):
     tot_loss, tot_acc, n = 0., 0., 0
     with torch.no_grad():
         for xb, yb in dls.valid:
+            if device is not None: xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             out = model(xb)
             tot_loss += loss_func(out, yb).item() * len(yb)
             tot_acc += accuracy(out, yb).item() * len(yb)

@@ -71,6 +71,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CE = nn.CrossEntropyLoss()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_learner import hand_epoch  # noqa: E402  (the one hand-written reference loop of the benches)
 RESULTS = []   # (name, result, details)
 OPTS = None    # argparse namespace
 DEV = None     # torch.device of the CUDA checks; None: no CUDA (they are SKIPPED)
@@ -359,27 +361,6 @@ def check_ddp(world):
 
 # ---------------------------------------------------------------- timing: Learner vs a hand-written loop
 
-def hand_epoch(model, opt, dls, device, accuracy):
-    "One epoch of the loop a user writes by hand: train, then validation loss and accuracy (item-weighted means)."
-    model.train()
-    for xb, yb in dls.train:
-        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        loss = CE(model(xb), yb)
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    tot_loss, tot_acc, n = 0., 0., 0
-    with torch.no_grad():
-        for xb, yb in dls.valid:
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            out = model(xb)
-            tot_loss += CE(out, yb) * len(yb)
-            tot_acc += accuracy(out, yb) * len(yb)
-            n += len(yb)
-    return float(tot_loss / n), float(tot_acc / n)
-
-
 def batches_loader(x, y, bs):
     "A DataLoader whose items are whole batches already on x's device (no collation work per step)."
     n = len(x) // bs
@@ -393,7 +374,7 @@ def timing(device, make_model, make_dls, bar, reps, max_ratio, lr=1e-3):
     m_h, m_l = make_model().to(device), make_model().to(device)
     opt_h = torch.optim.Adam(m_h.parameters(), lr=lr)
     learn = api['Learner'](dls_l, m_l, CE, metrics=api['accuracy'], device=device, progress=bar)
-    def run_hand(): hand_epoch(m_h, opt_h, dls_h, device, api['accuracy'])
+    def run_hand(): hand_epoch(m_h, opt_h, dls_h, CE, device)
     def run_learn():
         with quiet(): learn.fit(1, lr)
     # GPU: wall time between synchronisations. CPU: this process's CPU time on one thread, steady when other

@@ -6,7 +6,7 @@ from torch import nn
 def assert_same(a, b, path='state'):
     "Assert that nested state (dicts, lists, tensors, arrays, numbers) `a` equals `b` bit for bit; `path` names the first difference."
     if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, path
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and a.device == b.device, path
         assert torch.equal(a, b), path
     elif isinstance(a, np.ndarray): assert np.array_equal(a, b), path
     elif isinstance(a, dict):

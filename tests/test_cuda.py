@@ -12,25 +12,12 @@ from cyclr.data import digits
 from cyclr.learner import Learner
 from cyclr.metrics import accuracy
 from cyclr.models import simple_cnn
+from _helpers import assert_same
 
 DEV = torch.device(os.environ.get('CYCLR_TEST_DEVICE', 'cuda'))
 CUDA = DEV.type == 'cuda'
 pytestmark = pytest.mark.skipif(CUDA and not torch.cuda.is_available(), reason='needs CUDA')
 CE = nn.CrossEntropyLoss()
-
-
-def same(a, b, path='state'):
-    "Nested state equal bit for bit."
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape and a.device == b.device, path
-        assert torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a: same(a[k], b[k], f'{path}[{k!r}]')
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)): same(x, y, f'{path}[{i}]')
-    else: assert a == b or (a != a and b != b), path
 
 
 def clone(sd):
@@ -80,7 +67,7 @@ def test_lr_find_restores_weights_optimizer_and_rng_on_the_device(mp):
     assert len(res.lrs) == n[0] > 0
     after = dict(model=learn.model.state_dict(), opt=opt.state_dict(), cpu=torch.get_rng_state())
     if CUDA: after['cuda'] = torch.cuda.get_rng_state_all()
-    same(before, after)
+    assert_same(before, after)
 
 
 def test_save_load_round_trip_keeps_tensors_on_the_device(tmp_path):
@@ -90,7 +77,7 @@ def test_save_load_round_trip_keeps_tensors_on_the_device(tmp_path):
     learn.save('a')
     learn.fit(1, 1e-3)
     learn.load('a')
-    same(state, learn.model.state_dict())
+    assert_same(state, learn.model.state_dict())
     assert all(p.device.type == DEV.type for p in learn.model.parameters())
 
 
