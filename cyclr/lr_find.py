@@ -22,8 +22,8 @@ from .docs import document
 from .distributed import mean_over_ranks
 from .state import Snapshot
 from .training import TrainStep, batch_on, n_items
-from .lr_curve import (POLICY_DIV, check_sweep, clr_bounds, fitted_min, minimum, one_cycle_max, recommend, slide,
-                             smooth_losses, steep, sweep_lrs, valley)
+from .lr_curve import (POLICY_RULES, check_sweep, clr_bounds, curve_drop, fitted_min, minimum, one_cycle_max, recommend,
+                             slide, smooth_losses, steep, sweep_lrs, valley, valley_end)
 
 _all_ = ['sweep_lrs', 'smooth_losses', 'minimum', 'steep', 'valley', 'slide', 'one_cycle_max', 'clr_bounds', 'recommend', 'fitted_min']  # still importable from here, as before
 
@@ -73,11 +73,18 @@ def _suggest(funcs, lrs, values, steps, num_it, skip_end=5):
 
 def _recommendations(lrs, values, steps, num_it, reason):
     "`{policy: LR}` by `recommend` from the raw curve less its first `num_it//10` steps; all NaN when there is a `reason` not to suggest."
-    if reason is not None: return {p: math.nan for p in POLICY_DIV}
+    if reason is not None: return {p: math.nan for p in POLICY_RULES}
     lrs, values, steps = (np.asarray(a, dtype=np.float64) for a in (lrs, values, steps))
     keep = steps >= num_it // 10
     if keep.sum() < MIN_POINTS: keep = np.ones(len(lrs), dtype=bool)
-    return {p: recommend(lrs[keep], values[keep], p) for p in POLICY_DIV}
+    drop, scatter = curve_drop(lrs[keep], values[keep])
+    if drop <= scatter:
+        warnings.warn(f"the loss fell by {drop:.3g}, no more than its step-to-step scatter ({scatter:.3g}): the recommendations "
+                      "are read from where it blows up; a longer range test (num_it) or a larger batch may show a valley", stacklevel=3)
+    elif valley_end(lrs[keep], values[keep]) >= lrs[keep][-1]:
+        warnings.warn("the loss never climbed back before the range test ended: the recommendations fall back to the fitted "
+                      "minimum; a test to a higher end_lr shows where training stops being stable", stacklevel=3)
+    return {p: recommend(lrs[keep], values[keep], p) for p in POLICY_RULES}
 
 def _geo_median(values):
     values = np.asarray(values, dtype=np.float64)
@@ -112,7 +119,7 @@ class LRFindResult:
     runs: list = dataclasses.field(default_factory=list)  # with n_runs > 1: every run's own result
     spread: dict = None             # with n_runs > 1: {rule name: Spread(min, median, max, gstd)}
     no_suggestion: str = None       # why the suggestions are NaN (too few points, a loss that never fell); None when they are not
-    recommendations: dict = None    # {policy: LR} from `recommend`, for every policy of POLICY_DIV (NaN without a suggestion)
+    recommendations: dict = None    # {policy: LR} from `recommend`, for every policy of POLICY_RULES (NaN without a suggestion)
     policy: str = 'one_cycle'       # the policy `recommended` is for
 
     @property
@@ -134,7 +141,7 @@ class LRFindResult:
 
     def lr_for(self, policy='one_cycle'):
         "The recommended learning rate for `policy`: 'one_cycle' (the peak of fit_one_cycle), 'constant' or 'fine_tune' (the last group's peak)."
-        check_choice('policy', policy, tuple(POLICY_DIV))
+        check_choice('policy', policy, tuple(POLICY_RULES))
         return (self.recommendations or {}).get(policy, math.nan)
 
     @property
@@ -380,7 +387,7 @@ def lr_find(model, train_dl, loss_func, optimizer,
             policy='one_cycle'): # what `res.recommended` (and the plot's line) is for: 'one_cycle', 'constant' or 'fine_tune'
     "Smith's LR range test on `model`: train with an LR rising from `start_lr` to `end_lr`, then restore every state."
     start_lr, end_lr, num_it = check_sweep(start_lr, end_lr, num_it, mode)
-    check_choice('policy', policy, tuple(POLICY_DIV))
+    check_choice('policy', policy, tuple(POLICY_RULES))
     device = _check_args(model, train_dl, loss_func, optimizer, stop_div, beta, div_th, valid_dl, valid_metric,
                          valid_every, n_runs, device, step_fn, show_plot, progress, extra_state, max_skips, before_run, n_inp)
     suggest_funcs, _ = _rule_names(suggest_funcs)
@@ -422,7 +429,7 @@ def lr_find(model, train_dl, loss_func, optimizer,
         spread = {k: _spread_of(v) for k, v in by_rule.items()}
         res = dataclasses.replace(res, suggestions=type(res.suggestions)(*(spread[k].median for k in names)),
                                   clr_range=tuple(_geo_median([r.clr_range[j] for r in runs]) for j in range(2)),
-                                  recommendations={p: _geo_median([r.recommendations[p] for r in runs]) for p in POLICY_DIV},
+                                  recommendations={p: _geo_median([r.recommendations[p] for r in runs]) for p in POLICY_RULES},
                                   runs=runs, spread=spread)
         if any(np.isfinite(v) for v in res.suggestions): res.no_suggestion = None  # the medians stand on the runs that gave one
         else: res.no_suggestion = '; '.join(sorted({r.no_suggestion for r in runs if r.no_suggestion})) or None

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from cyclr.lr_curve import (POLICY_DIV, clr_bounds, fitted_curve, fitted_min, minimum, one_cycle_max, recommend, slide,
-                            smooth_losses, steep, sweep_lrs, valley)
+from cyclr.lr_curve import (POLICY_RULES, clr_bounds, fitted_curve, fitted_min, minimum, one_cycle_max, recommend, slide,
+                            smooth_losses, steep, sweep_lrs, valley, valley_end)
 from cyclr.lr_find import LRFindResult, lr_find
 from _helpers import assert_same
 
@@ -550,28 +550,81 @@ def range_test_on(raw, **kwargs):
 def test_one_cycle_recommendation_does_not_depend_on_num_it(x_min, right, seed):
     "num_it 50, 100 and 200 on the same curve recommend LRs within a factor 1.5; the moving average's argmin moves more."
     recs, ema = [], []
+    climb, div = POLICY_RULES['one_cycle']
+    x_end = x_min + math.sqrt(climb / right)                   # where the rise has climbed back `climb` of the drop (1)
     for num_it in (50, 100, 200):
         res = range_test_on(curve_family(num_it, x_min, right, seed=seed))
         assert res.no_suggestion is None
         recs.append(res.one_cycle); ema.append(res.one_cycle_max)
         assert res.one_cycle == res.recommended == res.lr_for('one_cycle')
-        assert res.one_cycle <= 10 ** (x_min + .1)             # never right of the minimum (up to the noise)
+        assert res.one_cycle < 10 ** x_end / 2                 # well inside the valley, never where the loss climbs
     assert max(recs) / min(recs) < 1.5, recs
-    assert 10 ** (x_min - 1.5) < min(recs) and max(recs) < 10 ** x_min
+    assert 10 ** (x_min - 1.5) < min(recs) and max(recs) < 10 ** (x_min + 1)
 
-def test_recommendations_are_the_fitted_minimum_over_each_policys_divisor():
+def test_recommendations_are_the_valley_end_over_each_policys_divisor():
     raw = curve_family(100, -2.)
     res = range_test_on(raw)
     assert res.stop_reason == 'diverged' and len(res.raw_losses) < 100   # stopped in the blow-up: the fit reads what there is
-    lr_min = fitted_min(res.lrs[10:], res.raw_losses[10:])
-    assert 10 ** -2.4 < lr_min < 10 ** -1.8
-    for policy, div in POLICY_DIV.items():
-        assert math.isclose(res.lr_for(policy), lr_min / div)
-        assert math.isclose(recommend(res.lrs[10:], res.raw_losses[10:], policy), lr_min / div)
+    for policy, (climb, div) in POLICY_RULES.items():
+        end = valley_end(res.lrs[10:], res.raw_losses[10:], climb, width=.4)
+        assert 10 ** -2 < end < 10 ** -1                       # past the minimum, before the blow-up's top
+        assert math.isclose(res.lr_for(policy), end / div)
+        assert math.isclose(recommend(res.lrs[10:], res.raw_losses[10:], policy), end / div)
     assert (res.one_cycle, res.constant, res.fine_tune) == tuple(res.lr_for(p) for p in ('one_cycle', 'constant', 'fine_tune'))
+    assert res.constant < res.one_cycle                        # a constant LR sits lower than a cycle's peak
     assert range_test_on(raw, policy='constant').recommended == res.constant
     with pytest.raises(ValueError, match='`policy`'): res.lr_for('cosine')
     with pytest.raises(ValueError, match='`policy`'): range_test_on(raw, policy='cosine')
+
+def polyline(x, knots):
+    "The piecewise-linear curve through `knots` [(x, y), ...], flat beyond both ends."
+    return np.interp(x, *zip(*knots))
+
+def test_valley_end_is_where_the_loss_climbs_back_for_good():
+    "On straight pieces a local linear fit is exact, so the end of the valley is the analytic crossing of the level."
+    x = np.linspace(-7, 1, 400)
+    knots = [(-6, 1.), (-5, 0.), (-3, 0.), (1, 1.)]            # flat, a fall of 1, a flat bottom, a rise of .25 per decade
+    for climb in (.2, .5):                                     # crossings two fit widths or more from any kink
+        assert math.isclose(math.log10(valley_end(10 ** x, polyline(x, knots), climb)), -3 + 4 * climb, abs_tol=.02)
+    bumpy = polyline(x, knots) + .6 * np.exp(-.5 * ((x + 4) / .1) ** 2)   # a bump inside the valley (at -4) does not end it
+    assert math.isclose(math.log10(valley_end(10 ** x, bumpy, .3)), -1.8, abs_tol=.15)
+    never = polyline(x, [(-7, 1.), (-5, 0.)])                  # the loss never climbs: the last LR tested
+    assert valley_end(10 ** x, never) == 10 ** x[-1]
+    with pytest.raises(ValueError, match='`climb`'): valley_end(10 ** x, never, climb=0)
+    with pytest.raises(ValueError, match='`climb`'): valley_end(10 ** x, never, climb=1.5)
+
+def range_test_warned(raw, match):
+    "range_test_on, asserting that it warns with `match`."
+    model, it = make_model(), iter(raw)
+    with pytest.warns(UserWarning, match=match):
+        return lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=len(raw),
+                       step_fn=lambda xb, yb: next(it))
+
+def test_a_loss_that_never_climbs_back_falls_back_to_the_fitted_minimum():
+    "No blow-up before end_lr: the valley's end is unknown, so the recommendation is the fitted minimum over the divisor."
+    x = np.linspace(-7, 1, 100)
+    raw = polyline(x, [(-5, 1.), (-2, .2), (-1, .25)]) + .01 * np.random.default_rng(0).normal(size=100)
+    res = range_test_warned(raw, 'never climbed back')
+    assert res.stop_reason == 'completed'
+    for policy, (climb, div) in POLICY_RULES.items():
+        assert math.isclose(res.lr_for(policy), fitted_min(res.lrs[10:], res.raw_losses[10:], .4) / div)
+
+def test_a_loss_within_its_noise_is_read_from_the_blow_up():
+    "A loss that never falls beyond its scatter, then blows up at 1e-1: recommended about 2.8x left of the blow-up, with a warning."
+    x = np.linspace(-7, 1, 100)
+    raw = 1 + .05 * np.random.default_rng(1).normal(size=100) + np.where(x > -1, 5 * (x + 1), 0.)
+    res = range_test_warned(raw, 'no more than its step-to-step scatter')
+    assert res.no_suggestion is None
+    assert 10 ** -1.6 / 2.8 < res.one_cycle < 10 ** -.9 / 2.8
+
+def test_the_noise_band_ends_at_the_blow_up_on_most_noise_draws():
+    "The fit of white noise wanders by about a third of its scatter: on 16 fixed draws at most two end the band early."
+    x = np.linspace(-7, 1, 100)
+    ends = []
+    for seed in range(16):
+        raw = 1 + .05 * np.random.default_rng(seed).normal(size=100) + np.where(x > -1, 5 * (x + 1), 0.)
+        ends.append(math.log10(valley_end(10 ** x[10:], raw[10:])))
+    assert sum(-1.6 < e < -.9 for e in ends) >= 14, ends
 
 def test_fitted_curve_has_no_lag_and_ignores_the_blow_up():
     x = np.linspace(-7, 1, 200)
@@ -606,7 +659,7 @@ def test_no_suggestion_gives_nan_recommendations_and_a_reason(raw, reason):
         res = lr_find(model, make_data(), LOSS, torch.optim.SGD(model.parameters(), lr=.1), num_it=len(raw),
                       step_fn=lambda xb, yb, it=iter(raw): next(it), stop_div=False)
     assert reason in res.no_suggestion and all(map(math.isnan, res))
-    assert all(math.isnan(res.lr_for(p)) for p in POLICY_DIV) and math.isnan(res.recommended)
+    assert all(math.isnan(res.lr_for(p)) for p in POLICY_RULES) and math.isnan(res.recommended)
     plt.close(res.plot())                                      # nothing to mark, and no error
 
 def test_n_runs_recommendation_is_the_median_of_the_runs():
