@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['POLICY_RULES', 'check_sweep', 'sweep_lrs', 'smooth_losses', 'as_curve', 'minimum', 'steep', 'valley', 'slide',
-           'one_cycle_max', 'clr_bounds', 'fitted_curve', 'fitted_min', 'curve_drop', 'valley_end', 'recommend']
+           'one_cycle_max', 'clr_bounds', 'fitted_curve', 'fitted_min', 'curve_drop', 'valley_end', 'anchor_lr',
+           'recommend']
 
 # %% ../nbs/07a_lr_curve.ipynb #c2af707a
 import math
@@ -140,9 +141,9 @@ def fitted_min(lrs, losses, width=.25):
     return float(lrs[i])
 
 # %% ../nbs/07a_lr_curve.ipynb #5d0c4a71
-POLICY_RULES = {'one_cycle': (.5, 2.8), 'constant': (.2, 11.), 'fine_tune': (.5, 2.8)}  # policy: (climb of valley_end, divisor)
+POLICY_RULES = {'one_cycle': (.5, 8.), 'constant': (.3, 16.), 'fine_tune': (.5, 8.)}  # policy: (climb of valley_end, divisor)
 
-def curve_drop(lrs, losses, width=.4):
+def curve_drop(lrs, losses, width=.25):
     "`(drop, scatter)`: how far `fitted_curve` falls from its start level to its minimum, and the raw losses' robust standard deviation around it."
     lrs, losses = as_curve(lrs, losses, 2)
     fit, clipped = fitted_curve(lrs, losses, width), _clipped(losses)
@@ -151,7 +152,7 @@ def curve_drop(lrs, losses, width=.4):
     scatter = 1.4826 * np.median(np.abs(losses[free] - fit[free])) if free.any() else 0.  # the MAD, as a std
     return float(max(start - fit.min(), 0.)), float(scatter)
 
-def valley_end(lrs, losses, climb=.5, width=.4):
+def valley_end(lrs, losses, climb=.5, width=.25):
     "Where the valley of `fitted_curve` ends: the LR past which the fit stays above its minimum + `climb` of its drop (the loss climbs for good); the last LR if it never does."
     lrs, losses = as_curve(lrs, losses, 2)
     climb = check_real('climb', climb, lo=0, hi=1, lo_open=True)
@@ -163,11 +164,14 @@ def valley_end(lrs, losses, climb=.5, width=.4):
     t = (level - fit[j]) / (fit[j + 1] - fit[j])  # where the fit crosses the level, in log LR
     return float(10 ** (x[j] + t * (x[j + 1] - x[j])))
 
-def recommend(lrs, losses, policy='one_cycle', width=.4):
-    "The learning rate for `policy` ('one_cycle', 'constant' or 'fine_tune') from a range test's raw `losses`: `valley_end` at the policy's climb / its divisor (`POLICY_RULES`); `fitted_min` / the divisor when the valley never ends."
-    check_choice('policy', policy, tuple(POLICY_RULES))
-    climb, div = POLICY_RULES[policy]
+def anchor_lr(lrs, losses, climb=.5, width=.25):
+    "What a recommendation divides: `valley_end`, or `fitted_min` when the loss never climbed back (the valley's end is past the last LR, unknown)."
     lrs, losses = as_curve(lrs, losses, 2)
     end = valley_end(lrs, losses, climb, width)
-    if end >= lrs[-1]: end = fitted_min(lrs, losses, width)  # the loss never climbed back: its end is unknown, its minimum is not
-    return end / div
+    return end if end < lrs[-1] else fitted_min(lrs, losses, width)
+
+def recommend(lrs, losses, policy='one_cycle', width=.25):
+    "The learning rate for `policy` ('one_cycle', 'constant' or 'fine_tune') from a range test's raw `losses`: `anchor_lr` at the policy's climb / its divisor (`POLICY_RULES`)."
+    check_choice('policy', policy, tuple(POLICY_RULES))
+    climb, div = POLICY_RULES[policy]
+    return anchor_lr(lrs, losses, climb, width) / div

@@ -559,14 +559,14 @@ def test_one_cycle_recommendation_does_not_depend_on_num_it(x_min, right, seed):
         assert res.one_cycle == res.recommended == res.lr_for('one_cycle')
         assert res.one_cycle < 10 ** x_end / 2                 # well inside the valley, never where the loss climbs
     assert max(recs) / min(recs) < 1.5, recs
-    assert 10 ** (x_min - 1.5) < min(recs) and max(recs) < 10 ** (x_min + 1)
+    assert 10 ** (x_min - 1.5) < min(recs) and max(recs) < 10 ** (x_min + .5)
 
 def test_recommendations_are_the_valley_end_over_each_policys_divisor():
     raw = curve_family(100, -2.)
     res = range_test_on(raw)
     assert res.stop_reason == 'diverged' and len(res.raw_losses) < 100   # stopped in the blow-up: the fit reads what there is
     for policy, (climb, div) in POLICY_RULES.items():
-        end = valley_end(res.lrs[10:], res.raw_losses[10:], climb, width=.4)
+        end = valley_end(res.lrs[10:], res.raw_losses[10:], climb)
         assert 10 ** -2 < end < 10 ** -1                       # past the minimum, before the blow-up's top
         assert math.isclose(res.lr_for(policy), end / div)
         assert math.isclose(recommend(res.lrs[10:], res.raw_losses[10:], policy), end / div)
@@ -607,24 +607,25 @@ def test_a_loss_that_never_climbs_back_falls_back_to_the_fitted_minimum():
     res = range_test_warned(raw, 'never climbed back')
     assert res.stop_reason == 'completed'
     for policy, (climb, div) in POLICY_RULES.items():
-        assert math.isclose(res.lr_for(policy), fitted_min(res.lrs[10:], res.raw_losses[10:], .4) / div)
+        assert math.isclose(res.lr_for(policy), fitted_min(res.lrs[10:], res.raw_losses[10:]) / div)
 
 def test_a_loss_within_its_noise_is_read_from_the_blow_up():
-    "A loss that never falls beyond its scatter, then blows up at 1e-1: recommended about 2.8x left of the blow-up, with a warning."
+    "A loss that never falls beyond its scatter, then blows up at 1e-1: recommended the divisor left of the blow-up, with a warning."
     x = np.linspace(-7, 1, 100)
     raw = 1 + .05 * np.random.default_rng(1).normal(size=100) + np.where(x > -1, 5 * (x + 1), 0.)
     res = range_test_warned(raw, 'no more than its step-to-step scatter')
     assert res.no_suggestion is None
-    assert 10 ** -1.6 / 2.8 < res.one_cycle < 10 ** -.9 / 2.8
+    div = POLICY_RULES['one_cycle'][1]
+    assert 10 ** -1.6 / div < res.one_cycle < 10 ** -.9 / div
 
 def test_the_noise_band_ends_at_the_blow_up_on_most_noise_draws():
-    "The fit of white noise wanders by about a third of its scatter: on 16 fixed draws at most two end the band early."
+    "The fit of white noise wanders by about half its scatter: on 16 fixed draws at most three end the band early."
     x = np.linspace(-7, 1, 100)
     ends = []
     for seed in range(16):
         raw = 1 + .05 * np.random.default_rng(seed).normal(size=100) + np.where(x > -1, 5 * (x + 1), 0.)
         ends.append(math.log10(valley_end(10 ** x[10:], raw[10:])))
-    assert sum(-1.6 < e < -.9 for e in ends) >= 14, ends
+    assert sum(-1.6 < e < -.9 for e in ends) >= 13, ends
 
 def test_fitted_curve_has_no_lag_and_ignores_the_blow_up():
     x = np.linspace(-7, 1, 200)
