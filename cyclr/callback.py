@@ -115,7 +115,10 @@ class TerminateOnNaNCallback(Callback):
     order = -10  # before any callback that would use the loss
     def after_loss(self, learn):
         if not learn.training: return
-        if any_rank(not bool(torch.isfinite(learn.loss.detach()).all())): raise CancelFitException()  # one rank's NaN stops them all
+        loss = learn.loss.detach()
+        # a scalar loss (what the training step checks it is) is read as one float: one sync, no tensors made
+        finite = math.isfinite(float(loss)) if loss.numel() == 1 else bool(torch.isfinite(loss).all())
+        if any_rank(not finite): raise CancelFitException()  # one rank's NaN stops them all
 
 # %% ../nbs/09_callbacks.ipynb #18423857
 def _lower_is_better(monitor):

@@ -234,9 +234,10 @@ class Learner(FitPolicies, Inference):
     def _set_hypers(self, step):
         "Set every group's LR (and the momentum) for optimizer step `step` of the schedule."
         lrs, mom = self._plan.at(step)
-        for g, lr in zip(self.opt.param_groups, lrs): g['lr'] = float(lr)
+        for g, lr in zip(self.opt.param_groups, lrs.tolist()): g['lr'] = lr  # tolist: Python floats, one conversion
         if mom is not None:
-            for g in self.opt.param_groups: set_mom(g, float(mom))
+            mom = float(mom)
+            for g in self.opt.param_groups: set_mom(g, mom)
 
     def _one_batch(self, i, batch):
         self.iter, self.loss, self.pred = i, None, None
@@ -254,13 +255,16 @@ class Learner(FitPolicies, Inference):
         except CancelBatchException: pass
         self._event('after_batch')
 
+    def _where(self):
+        "Where training is, for the message of a non-finite loss (formatted only when one happens)."
+        return f" at optimizer step {self.step} (epoch {self.epoch}, batch {self.iter})"
+
     def _train_batch(self, i):
         "Batch `i` through the training step; an optimizer step (recorded) when it ends a group of `grad_accum` batches."
         first = i - i % self.grad_accum
         size = min(self.grad_accum, self.n_iter - first)
         if i == first + size - 1: self._set_hypers(self.step)
-        stepped = self._ts(self.xb, self.yb, size=size, learn=self,
-                           where=f" at optimizer step {self.step} (epoch {self.epoch}, batch {i})")
+        stepped = self._ts(self.xb, self.yb, size=size, learn=self, where=self._where)
         self.recorder.log_loss(self.loss, n_items(self.yb))
         if stepped:
             self.step += 1

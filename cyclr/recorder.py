@@ -24,6 +24,8 @@ def _grow(arr, n):
 def _bits(a): return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
 
 _ULPS = np.arange(-2, 3)  # candidate ratios: the rounded quotient and the floats up to two ulps either side of it
+_PY_GROUPS = 16           # up to this many groups a step is checked in Python floats; above it, in one NumPy product
+_CATCH_UP_CELLS = 2**18   # steps x groups x candidates compared at once when the candidates catch up
 
 class GroupLRs:
     "Every layer group's LR per optimizer step: one float64 per step times a row of ratios stored only when it changes; exact."
@@ -34,6 +36,7 @@ class GroupLRs:
         self.n_groups, self._n, self._base = None, 0, np.empty(0)
         self._starts, self._rows, self._k = np.empty(0, np.int64), np.empty((0, 0)), 0   # runs: first step, ratios
         self._cand, self._ok = None, None                                                  # the open run's candidates
+        self._pick, self._pick_arr, self._synced = None, None, 0  # its chosen ratios; `_ok` covers the steps before `_synced`
         self._exc_steps, self._exc_rows, self._e = np.empty(0, np.int64), np.empty((0, 0)), 0  # rows stored whole
 
     def __len__(self): return self._n
@@ -46,21 +49,52 @@ class GroupLRs:
         "Fix the open run's ratios: for each group, a candidate that fits every step of the run."
         if self._cand is None: return
         self._rows[self._k - 1] = self._cand[np.arange(self.n_groups), self._ok.argmax(1)]
-        self._cand = self._ok = None
+        self._cand = self._ok = self._pick = self._pick_arr = None
+
+    def _choose(self, t):
+        "After step `t` was checked against every candidate: each group's first candidate that still fits, the ratios the next steps are tried with."
+        pick = self._cand[np.arange(self.n_groups), self._ok.argmax(1)]
+        self._pick, self._pick_arr, self._synced = pick.tolist(), pick, t + 1
+
+    def _catch_up(self, t):
+        "Check every candidate against steps `_synced`..`t`-1, which joined the open run because its chosen ratios gave them back."
+        step = max(1, _CATCH_UP_CELLS // self._cand.size)
+        with np.errstate(all='ignore'):
+            for a in range(self._synced, t, step):
+                b = self._base[a:min(a + step, t), None, None]
+                rows = b[:, :, 0] * self._pick_arr  # those steps' rows, bit for bit: they were checked against these products
+                self._ok &= (_bits(b * self._cand) == _bits(rows)[:, :, None]).all(0)
+        self._synced = t
 
     def append(self, row):
         "Record one step's LRs `row` (one per group)."
-        row = np.asarray(row, dtype=np.float64).reshape(-1)
+        self._append(np.asarray(row, dtype=np.float64).reshape(-1).tolist())
+
+    def _append(self, row):
+        "`append` for `row` a list of Python floats (as the Recorder passes it)."
+        n = len(row)
         if self.n_groups is None:
-            self.n_groups = len(row)
-            self._rows, self._exc_rows = np.empty((0, len(row))), np.empty((0, len(row)))
-        elif len(row) != self.n_groups: raise ValueError(f"`row` must hold {self.n_groups} LRs (one per layer group), got {len(row)}")
+            self.n_groups = n
+            self._rows, self._exc_rows = np.empty((0, n)), np.empty((0, n))
+        elif n != self.n_groups: raise ValueError(f"`row` must hold {self.n_groups} LRs (one per layer group), got {n}")
         b, t = row[-1], self._n
-        self._base = _grow(self._base, t); self._base[t] = b
-        self._n += 1
+        if t >= len(self._base): self._base = _grow(self._base, t)
+        self._base[t] = b
+        self._n = t + 1
+        if self._pick is not None:  # the fast path: the open run's chosen ratios give this row back
+            if n <= _PY_GROUPS:
+                for x, r in zip(row, self._pick):
+                    p = b * r
+                    if p != x or p == 0.: break  # equal non-zero floats have equal bits; a zero's sign is left to NumPy
+                else: return
+            else:
+                with np.errstate(all='ignore'):
+                    if (_bits(b * self._pick_arr) == _bits(row)).all(): return
+            self._catch_up(t)
+        row = np.array(row)
         if self._cand is not None:
             ok = self._ok & self._fits(b, self._cand, row)
-            if ok.any(1).all(): self._ok = ok; return          # the ratios of the open run still give this row
+            if ok.any(1).all(): self._ok = ok; self._choose(t); return  # the ratios of the open run still give this row
         with np.errstate(all='ignore'):
             q = row / b
             cand = q[:, None] + _ULPS * np.spacing(np.abs(q))[:, None]
@@ -70,9 +104,11 @@ class GroupLRs:
             self._starts = _grow(self._starts, self._k); self._starts[self._k] = t
             self._rows = _grow(self._rows, self._k); self._k += 1
             self._cand, self._ok = cand, ok
+            self._choose(t)
         else:                                                     # no ratios give it back (e.g. a zero base LR)
             self._exc_steps = _grow(self._exc_steps, self._e); self._exc_steps[self._e] = t
             self._exc_rows = _grow(self._exc_rows, self._e); self._exc_rows[self._e] = row; self._e += 1
+            self._synced = t + 1                                  # the open run, if any, goes on after this step
 
     def _ratios(self):
         "The ratios of every run (the open one's from its candidates now)."
@@ -216,8 +252,9 @@ class Recorder:
 
     def log_step(self, opt):
         "Called by the Learner after every optimizer step that happened: the LRs and momentum `opt` used."
-        lrs = [float(g['lr']) for g in opt.param_groups]
-        self.lrs.append(lrs[0]); self._group_lrs.append(lrs); self.moms.append(get_mom(opt.param_groups[0]))
+        groups = opt.param_groups
+        lrs = [float(g['lr']) for g in groups]
+        self.lrs.append(lrs[0]); self._group_lrs._append(lrs); self.moms.append(get_mom(groups[0]))
 
     @property
     def group_lrs(self):

@@ -74,7 +74,7 @@ def check_eval_dl(dl):
     return dl
 
 # %% ../nbs/07_training.ipynb #7de88667
-_NULL_CTX = contextlib.nullcontext()  # reused: one object for every batch when AMP and no_sync are off
+_NULL_CTX = contextlib.nullcontext()  # reused: the autocast context whenever mixed precision is off
 
 def _no_event(name): pass
 
@@ -122,10 +122,6 @@ class TrainStep:
         self.pending, self._group_sum = 0, None
         self.opt.zero_grad()
 
-    def _sync_ctx(self, last):
-        "DDP's `no_sync()` for a batch that does not end its group."
-        return self.model.no_sync() if not last and isinstance(self.model, DistributedDataParallel) else _NULL_CTX
-
     def clip(self):
         "Unscale (fp16) and clip the gradients to `grad_clip`; their norm before clipping goes to `grad_norm`."
         if self.grad_clip is None: return
@@ -141,38 +137,57 @@ class TrainStep:
         self.scaler.step(self.opt); self.scaler.update()
         return self.scaler.get_scale() >= scale  # the scale drops only after a skipped step
 
+    def _loss(self, pred, yb):
+        "`loss_func(pred, yb)`, checked to be a scalar; torch's errors get the shapes and dtypes it was given."
+        try: return _scalar(self.loss_func(pred, yb))
+        except (RuntimeError, IndexError, ValueError) as e: raise type(e)(f"{e}\n(in `loss_func`, given preds {_describe(pred)} and target {_describe(yb)})") from e
+
     def forward(self, xb, yb, learn=None, model=None):
         "`model(*xb)` (default: the step's model) and its loss on `yb`, under autocast, kept in `learn.pred` and `learn.loss` (or a plain holder, returned) with the events between."
         ctx, event = (learn, learn._event) if learn is not None else (_Plain(), _no_event)
-        with self.autocast(): ctx.pred = (self.model if model is None else model)(*xb)
+        if model is None: model = self.model
+        if self.amp_dtype is None: ctx.pred = model(*xb)  # no autocast: no context to enter
+        else:
+            with self.autocast(): ctx.pred = model(*xb)
         event('after_pred')
-        with self.autocast():
-            try: ctx.loss = _scalar(self.loss_func(ctx.pred, yb))
-            except (RuntimeError, IndexError, ValueError) as e: raise type(e)(f"{e}\n(in `loss_func`, given preds {_describe(ctx.pred)} and target {_describe(yb)})") from e
+        if self.amp_dtype is None: ctx.loss = self._loss(ctx.pred, yb)
+        else:
+            with self.autocast(): ctx.loss = self._loss(ctx.pred, yb)
         event('after_loss')
         return ctx
 
-    def __call__(self, xb, yb, size=None, learn=None, check_finite=True, where=''):
+    def _backward(self, xb, yb, size, learn):
+        "Forward, loss and backward of one batch of a group of `size`; its loss joins the group's sum."
+        loss = self.forward(xb, yb, learn).loss
+        if learn is not None: learn._event('before_backward')
+        (self.scaler.scale(loss / size) if self.scaler is not None else loss / size if size > 1 else loss).backward()
+        self.pending += 1
+        d = loss.detach().float()
+        self._group_sum = d if self._group_sum is None else self._group_sum + d
+        if learn is not None: learn._event('after_backward')
+
+    def __call__(self,
+                 xb,                 # the inputs, a tuple
+                 yb,                 # the target
+                 size=None,          # batches in this group; None: `grad_accum`
+                 learn=None,         # a Learner: the step keeps `pred` and `loss` on it and fires its events
+                 check_finite=True,  # raise FloatingPointError at a non-finite loss, before the optimizer step
+                 where=''):          # text naming the step in that error, or a function giving it (called only then)
         "Train on inputs `xb` (a tuple) and target `yb`; `size` batches make this group (default `grad_accum`). None, True (stepped) or False (skipped)."
-        size = self.grad_accum if size is None else size
-        event = learn._event if learn is not None else _no_event
+        if size is None: size = self.grad_accum
         last = self.pending + 1 >= size
         try:
-            with self._sync_ctx(last):
-                loss = self.forward(xb, yb, learn).loss
-                event('before_backward')
-                (self.scaler.scale(loss / size) if self.scaler is not None else loss / size if size > 1 else loss).backward()
-                self.pending += 1
-                d = loss.detach().float()
-                self._group_sum = d if self._group_sum is None else self._group_sum + d
-                event('after_backward')
+            if last or not isinstance(self.model, DistributedDataParallel): self._backward(xb, yb, size, learn)
+            else:
+                with self.model.no_sync(): self._backward(xb, yb, size, learn)  # gradients are averaged once per group
             if not last: return None
             self.group_loss = self._group_sum if self.pending == 1 else self._group_sum / self.pending
             if check_finite and any_rank(not math.isfinite(float(self.group_loss))):  # one host sync per step
+                where = where() if callable(where) else where
                 raise FloatingPointError(f"the training loss is {float(self.group_loss)}{where}: training stopped before this "
                                          "step reached the weights, which are those of the last finite step")
             self.clip()
-            event('before_step')
+            if learn is not None: learn._event('before_step')
             return self.opt_step()
         finally:
             if last: self.pending, self._group_sum = 0, None; self.opt.zero_grad()
@@ -275,8 +290,10 @@ class StepPlan:
         return lrs, moms
 
     def check(self):
-        "Evaluate the first chunk and the last step, so that a bad schedule fails before the fit starts."
-        self.values(0, min(self.chunk, self.total)); self.values(self.total - 1, self.total)
+        "Evaluate the first chunk and the last step, so that a bad schedule fails before the fit starts; `at` starts from that chunk."
+        first = self.values(0, min(self.chunk, self.total))
+        self.values(self.total - 1, self.total)
+        self._start, (self._lrs, self._moms) = 0, first
 
     def at(self, step):
         "(LRs of every group, momentum or None) at optimizer `step`."
