@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['POLICY_RULES', 'check_sweep', 'sweep_lrs', 'smooth_losses', 'as_curve', 'minimum', 'steep', 'valley', 'slide',
            'one_cycle_max', 'clr_bounds', 'fitted_curve', 'fitted_min', 'curve_drop', 'valley_end', 'anchor_lr',
-           'recommend']
+           'reading_note', 'recommend']
 
 # %% ../nbs/07a_lr_curve.ipynb #c2af707a
 import math
@@ -164,11 +164,28 @@ def valley_end(lrs, losses, climb=.5, width=.25):
     t = (level - fit[j]) / (fit[j + 1] - fit[j])  # where the fit crosses the level, in log LR
     return float(10 ** (x[j] + t * (x[j + 1] - x[j])))
 
+def _reading(lrs, losses, climb, width):
+    "`(lr, note)`: what a recommendation divides, and None or why the curve had to be read otherwise than by its valley's end."
+    lrs, losses = as_curve(lrs, losses, 2)
+    drop, scatter = curve_drop(lrs, losses, width)
+    end = valley_end(lrs, losses, climb, width)
+    lr = end if end < lrs[-1] else fitted_min(lrs, losses, width)  # never climbed back: its end is unknown, its minimum is not
+    if drop <= scatter:
+        return lr, (f"the loss fell by {drop:.3g}, no more than its step-to-step scatter ({scatter:.3g}): the recommendations "
+                    "are read from where it blows up; a longer range test (num_it) or a larger batch may show a valley")
+    if end >= lrs[-1]:
+        return lr, ("the loss never climbed back before the range test ended: the recommendations fall back to the fitted "
+                    "minimum; a test to a higher end_lr shows where training stops being stable")
+    return lr, None
+
 def anchor_lr(lrs, losses, climb=.5, width=.25):
     "What a recommendation divides: `valley_end`, or `fitted_min` when the loss never climbed back (the valley's end is past the last LR, unknown)."
-    lrs, losses = as_curve(lrs, losses, 2)
-    end = valley_end(lrs, losses, climb, width)
-    return end if end < lrs[-1] else fitted_min(lrs, losses, width)
+    return _reading(lrs, losses, climb, width)[0]
+
+def reading_note(lrs, losses, policy='one_cycle', width=.25):
+    "None, or why `recommend` could not read `policy`'s LR off the end of a valley (a loss within its noise, or one that never climbed back)."
+    check_choice('policy', policy, tuple(POLICY_RULES))
+    return _reading(lrs, losses, POLICY_RULES[policy][0], width)[1]
 
 def recommend(lrs, losses, policy='one_cycle', width=.25):
     "The learning rate for `policy` ('one_cycle', 'constant' or 'fine_tune') from a range test's raw `losses`: `anchor_lr` at the policy's climb / its divisor (`POLICY_RULES`)."

@@ -22,8 +22,8 @@ from .docs import document
 from .distributed import mean_over_ranks
 from .state import Snapshot
 from .training import TrainStep, batch_on, n_items
-from .lr_curve import (POLICY_RULES, check_sweep, clr_bounds, curve_drop, fitted_min, minimum, one_cycle_max, recommend,
-                             slide, smooth_losses, steep, sweep_lrs, valley, valley_end)
+from .lr_curve import (POLICY_RULES, check_sweep, clr_bounds, fitted_min, minimum, one_cycle_max, recommend,
+                             reading_note, slide, smooth_losses, steep, sweep_lrs, valley, valley_end)
 
 _all_ = ['sweep_lrs', 'smooth_losses', 'minimum', 'steep', 'valley', 'slide', 'one_cycle_max', 'clr_bounds', 'recommend', 'fitted_min']  # still importable from here, as before
 
@@ -77,13 +77,8 @@ def _recommendations(lrs, values, steps, num_it, reason):
     lrs, values, steps = (np.asarray(a, dtype=np.float64) for a in (lrs, values, steps))
     keep = steps >= num_it // 10
     if keep.sum() < MIN_POINTS: keep = np.ones(len(lrs), dtype=bool)
-    drop, scatter = curve_drop(lrs[keep], values[keep])
-    if drop <= scatter:
-        warnings.warn(f"the loss fell by {drop:.3g}, no more than its step-to-step scatter ({scatter:.3g}): the recommendations "
-                      "are read from where it blows up; a longer range test (num_it) or a larger batch may show a valley", stacklevel=3)
-    elif valley_end(lrs[keep], values[keep]) >= lrs[keep][-1]:
-        warnings.warn("the loss never climbed back before the range test ended: the recommendations fall back to the fitted "
-                      "minimum; a test to a higher end_lr shows where training stops being stable", stacklevel=3)
+    note = reading_note(lrs[keep], values[keep])
+    if note is not None: warnings.warn(note, stacklevel=3)
     return {p: recommend(lrs[keep], values[keep], p) for p in POLICY_RULES}
 
 def _geo_median(values):
