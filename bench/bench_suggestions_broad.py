@@ -63,6 +63,8 @@ Run: nice -n 10 .venv/bin/python bench/bench_suggestions_broad.py [--seeds 3] [-
          [--phase find,grid,candidates,rules] [--policy one_cycle|constant]
      .venv/bin/python bench/bench_suggestions_broad.py --report     (the tables from the stored results, no training)
      .venv/bin/python bench/bench_suggestions_broad.py --choose     (the choice of the rules, no training)
+     .venv/bin/python bench/bench_suggestions_broad.py --bound --seeds 5
+                                   (what one range test can do: leave-one-task-out, a per-task oracle divisor, n_runs)
 Only one instance may run at a time: each rewrites the results file after every run.
 """
 import argparse
@@ -766,6 +768,46 @@ def choose(db, seeds, policy='one_cycle', halves=('choose', 'held-out')):
     print(f"  best: {rank[0][0]} / {rank[0][1]}")
     return table
 
+def bound(db, seeds, climb=.5, width=.25):
+    """How much of the recommendation's error one range test can remove: the rule's own figures, its leave-one-task-out
+    choice, a divisor fitted to each task afterwards (an oracle no rule has), and the median of several sweeps (`n_runs`).
+    All on the num_it=100 curves, the metric interpolated between each seed's runs, one cycle, points lost (mean over seeds)."""
+    from cyclr.lr_curve import POLICY_RULES, anchor_lr
+    _DB[0] = db
+    tasks = [t for t in TASKS if all(f'{t}|{s}|100' in db['find'] for s in seeds)]
+    best = {}
+    for t in tasks:
+        grid, sign = TASKS[t]['grid'], 1 if TASKS[t]['metric'] == 'acc' else -1
+        gm = np.array([[interpolated(db, t, s, g, 'one_cycle') for g in grid] for s in seeds])
+        best[t] = gm[:, int(np.argmax(sign * gm.mean(0)))]
+    end = {}
+    for t in tasks:
+        for s in seeds:
+            for n in NUM_ITS:
+                lrs, raw = curve(db, t, s, n)
+                end[t, s, n] = anchor_lr(lrs[n // 10:], raw[n // 10:], climb, width)
+    def score(t, lr_of, ns=(100,)):  # mean points lost over seeds (and num_its) of the LR lr_of(seed, num_it)
+        return float(np.mean([lost(t, interpolated(db, t, s, lr_of(s, n), 'one_cycle'), best[t][i]) for i, s in enumerate(seeds) for n in ns]))
+    divs = np.exp(np.linspace(0, np.log(32), 21))
+    rows = {}
+    div = POLICY_RULES['one_cycle'][1]
+    rows[f'the rule: valley end / {div:g}'] = [score(t, lambda s, n: end[t, s, n] / div) for t in tasks]
+    S = np.array([[score(t, lambda s, n, d=d: end[t, s, n] / d, NUM_ITS) for t in tasks] for d in divs])  # divisor x task
+    S100 = np.array([[score(t, lambda s, n, d=d: end[t, s, n] / d) for t in tasks] for d in divs])
+    rows['divisor chosen on the other tasks (leave-one-task-out)'] = [S100[int(np.argmax(np.delete(S, j, 1).mean(1))), j]
+                                                                      for j in range(len(tasks))]
+    rows['divisor fitted to each task afterwards (oracle)'] = [max(score(t, lambda s, n, d=d: end[t, s, n] / d) for d in divs) for t in tasks]
+    for k in (3, 5):
+        def med(t, s, n, k=k):  # the median over k sweeps: this seed's and the next k-1 seeds' curves
+            return float(np.median([end[t, seeds[(seeds.index(s) + j) % len(seeds)], n] for j in range(k)]))
+        rows[f'median of {k} sweeps (as n_runs={k}) / {div:g}'] = [score(t, lambda s, n: med(t, s, n) / div) for t in tasks]
+    print(f"\nwhat one range test can do: valley end (climb {climb}, width {width}) on {len(tasks)} tasks, seeds {seeds}, num_it=100 "
+          "unless said;\npoints lost per task (mean over seeds); the mean over tasks, the worst task, and how many tasks lose more than 1 point")
+    for name, v in rows.items():
+        v = np.array(v)
+        print(f"  {name:66s} mean {v.mean():+6.2f}  worst {v.min():+6.1f}  tasks below -1: {(v < -1).sum():2d}/{len(v)}")
+    return rows
+
 # ---------------------------------------------------------------------------------------------------- main
 
 def main():
@@ -779,6 +821,7 @@ def main():
     ap.add_argument('--install', action='store_true', help=f'create the peers venv at {VENV} when missing (pip, PyPI)')
     ap.add_argument('--report', action='store_true', help='print the table from the stored results; train nothing')
     ap.add_argument('--choose', action='store_true', help="score the fitted-minimum rule's widths and divisors on the choose half")
+    ap.add_argument('--bound', action='store_true', help='what one range test can do: leave-one-task-out, a per-task oracle divisor, medians of sweeps')
     ap.add_argument('--peer-worker', nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer_worker: return peer_worker(args.peer_worker[0], [int(x) for x in args.peer_worker[1].split(',')])
@@ -786,7 +829,7 @@ def main():
     tasks, seeds, db = args.tasks.split(','), list(range(args.seeds)), load()
     phases = args.phase.split(',')
     t0 = time.perf_counter()
-    if not (args.report or args.choose):
+    if not (args.report or args.choose or args.bound):
         db['meta'] = dict(date=str(datetime.date.today()), torch=torch.__version__, python=platform.python_version(),
                           jobs=args.jobs, threads=1, device='cpu')
         print(f"broad suggestion benchmark -- {db['meta']}", flush=True)
@@ -823,6 +866,7 @@ def main():
                         if k not in db['train'] and all(j[1] != k for j in jobs): jobs.append(('train', k, (t, s, lr, args.policy)))
             print(f'candidate runs (choose half): {len(jobs)}', flush=True); run_jobs(db, jobs, args.jobs)
         db['meta']['wall_s_last_run'] = time.perf_counter() - t0
+    if args.bound: return bound(db, seeds)
     if args.choose:
         for policy in ('one_cycle', 'constant'):
             choose(db, list(range(5 if policy == 'one_cycle' else 3)), policy)
