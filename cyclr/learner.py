@@ -23,8 +23,8 @@ from .metrics import metric_name
 from .discriminative import default_splitter, freeze_to, set_bn_eval, split_params, spread_lrs
 from .distributed import (any_rank, ddp_key, get_rank, get_world_size, is_distributed, is_main_process, is_sharded,
                                shard_loader, sum_over_ranks, wrap_ddp)
-from .training import (Inference, StepPlan, TrainStep, as_dls, batch_on, check_eval_dl, check_loss_func, n_items, resolve_amp,
-                            resolve_device)
+from .training import (Inference, StepPlan, TrainStep, as_dls, batch_on, check_eval_dl, check_loss_func, clear_grads, n_items,
+                            resolve_amp, resolve_device)
 from .lr_find import lr_find, sweep_lrs
 from .callback import CancelBatchException, CancelEpochException, CancelFitException, as_callbacks, handlers
 from .recorder import Recorder, set_mom
@@ -206,9 +206,9 @@ class Learner(FitPolicies, Inference):
         if self._ddp is None or self._ddp_key != key: self._ddp, self._ddp_key = wrap_ddp(self.model, self.device), key
         return self._ddp
 
-    def _make_step(self, grad_accum=None):
-        "The training step with this Learner's settings now (model or its DDP wrapper, AMP, clipping, accumulation)."
-        self._check_settings()
+    def _make_step(self, grad_accum=None, check=True):
+        "The training step with this Learner's settings now (model or its DDP wrapper, AMP, clipping, accumulation); `check=False` when the caller has just run `_check_settings`."
+        if check: self._check_settings()
         self._ts = TrainStep(self._dist_model(), self.loss_func, self.opt, self.amp_dtype, self.scaler, self.grad_clip,
                              self.grad_accum if grad_accum is None else grad_accum, self.device)
         return self._ts
@@ -219,9 +219,10 @@ class Learner(FitPolicies, Inference):
         check_loss_func(self.loss_func)
         check_int('grad_accum', self.grad_accum, lo=1)
         check_real('grad_clip', self.grad_clip, lo=0, lo_open=True, none=True)
-        if not any(p.requires_grad for p in self.model.parameters()):
+        params = list(self.model.parameters())  # one walk over the modules for both checks
+        if not any(p.requires_grad for p in params):
             raise ValueError("`model` has no parameter that requires a gradient: nothing can train (unfreeze() or set requires_grad)")
-        dev = next((p.device for p in self.model.parameters()), self.device)
+        dev = params[0].device if params else self.device
         if dev.type != self.device.type or None not in (dev.index, self.device.index) and dev.index != self.device.index:
             raise ValueError(f"`model` is on {dev} but the Learner sends its batches to {self.device}: move it back with "
                              f"learn.model.to(learn.device), or make the Learner with device={str(dev)!r}")
@@ -373,7 +374,7 @@ class Learner(FitPolicies, Inference):
             self.sched, self._plan = sched, plan
             self._fit_started, self._epochs_done, self._in_epoch, self.in_fit = True, start_epoch, False, True
             self._hs = handlers(self.cbs + cbs)
-            self._make_step()
+            self._make_step(check=False)  # checked above, before anything changed
             ok = False
             try:
                 try: self._run_fit()
@@ -393,7 +394,7 @@ class Learner(FitPolicies, Inference):
             if ok: raise  # otherwise the exception that stopped the fit is the one to report
         finally:
             self.in_fit, self.training = False, False
-            if self.opt is not None: self.opt.zero_grad()
+            if self.opt is not None: clear_grads(self.opt)
             self._hs = handlers(self.cbs)
 
     # ---- validation and predictions ------------------------------------------------------------------
@@ -490,7 +491,7 @@ class Learner(FitPolicies, Inference):
         groups = self._groups()
         kept = self._use_opt_for(groups, spread_lrs(self.lr, len(groups), 'lr'))
         try:
-            step = self._make_step()
+            step = self._make_step(check=False)
             def before_run(): step.reset(); self._train_mode()  # every run starts from the restored state
             return lr_find(self.model, self._loader(self.dls.train), self.loss_func, self.opt, start_lr=start_lr, end_lr=end_lr,
                            num_it=num_it, stop_div=stop_div, mode=mode, device=self.device, step_fn=step.sweep,

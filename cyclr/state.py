@@ -88,10 +88,21 @@ def _as_tuple(x):
     return tuple(_as_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 # %% ../nbs/05_state.ipynb #80d8d0b2
+_ATOMS = frozenset((type(None), bool, int, float, complex, str, bytes))  # immutable: a copy may be the value itself
+
+def _copy_plain(v):
+    "A deep copy of `v`: numbers, strings and None as they are, lists, tuples and dicts of them rebuilt, anything else by `copy.deepcopy`."
+    t = type(v)
+    if t in _ATOMS: return v
+    if t is list: return [_copy_plain(x) for x in v]
+    if t is tuple: return tuple([_copy_plain(x) for x in v])
+    if t is dict: return {(k if type(k) in _ATOMS else copy.deepcopy(k)): _copy_plain(x) for k, x in v.items()}
+    return copy.deepcopy(v)
+
 def _clone(v, device=None):
     "A detached copy of a tensor (on `device` when given), a deep copy of anything else."
     if isinstance(v, torch.Tensor): return v.detach().to(device, copy=True) if device is not None else v.detach().clone()
-    return copy.deepcopy(v)
+    return _copy_plain(v)
 
 def _copy_into(target, key, value):
     "Put `value` at `target[key]`, writing into the tensor already there when it fits, so references to it stay valid."
@@ -100,7 +111,7 @@ def _copy_into(target, key, value):
             and cur.dtype == value.dtype):
         with torch.no_grad(): cur.copy_(value)
     else: target[key] = value.detach().to(cur.device if isinstance(cur, torch.Tensor) else value.device, copy=True) \
-        if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+        if isinstance(value, torch.Tensor) else _copy_plain(value)
 
 # %% ../nbs/05_state.ipynb #fd455839
 class Snapshot:
@@ -124,7 +135,7 @@ class Snapshot:
             self.opt_state = {p: {k: _clone(v, dev) for k, v in s.items()} for p, s in optimizer.state.items()}
         self.groups = [{k: _clone(v) for k, v in g.items() if k != 'params'} for g in optimizer.param_groups] if optimizer else []
         self.rng = rng_state(self.loaders)
-        self.extra = [(obj, copy.deepcopy(obj.state_dict())) for obj in extra]
+        self.extra = [(obj, _copy_plain(obj.state_dict())) for obj in extra]
 
     def restore(self):
         "Put every saved value back (in place where possible); can be called again later."
@@ -147,7 +158,7 @@ class Snapshot:
                 for k in [k for k in group if k != 'params' and k not in saved]: del group[k]
                 for k, v in saved.items(): _copy_into(group, k, v)
         set_rng_state(self.rng, self.loaders)
-        for obj, sd in self.extra: obj.load_state_dict(copy.deepcopy(sd))
+        for obj, sd in self.extra: obj.load_state_dict(_copy_plain(sd))
 
     def reseed(self, run):
         "After `restore()`: seed every RNG and generator for repetition `run` (> 0), so the data come in another order."
