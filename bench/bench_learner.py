@@ -103,14 +103,24 @@ def main_table(rounds):
     print(f"\n(1) simple_cnn(seed=0), digits(bs=64) with torch DataLoaders: 23 train + 6 valid batches per epoch, "
           f"lr={LR} constant; {rounds} timed epochs each, interleaved (rotating order) after 3 warm-up epochs")
     print(f"{'optimizer':12s} {'contestant':23s} {'CPU ms/epoch med (min-max)':>27s} {'ratio':>6s} "
-          f"{'wall ms/epoch med (min-max)':>28s} {'ratio':>6s}")
+          f"{'wall ms/epoch med (min-max)':>28s} {'ratio':>6s} {'paired CPU ratio [95% CI]':>26s}")
     for opt_name, opt_func in OPTS.items():
         times = interleaved(contestants(opt_func), rounds)
         base_c, base_w = (med(t) for t in times['hand loop'])
         for name, (tc, tw) in times.items():
             rc, rw = ('', '') if name == 'hand loop' else (f"{med(tc) / base_c:6.3f}", f"{med(tw) / base_w:6.3f}")
-            print(f"{opt_name:12s} {name:23s} {fmt(tc):>27s} {rc:>6s} {fmt(tw):>28s} {rw:>6s}")
-    print("ratio = median Learner epoch / median hand-written epoch (goal <= 1.02)")
+            paired = '' if name == 'hand loop' else paired_ratio(tc, times['hand loop'][0])
+            print(f"{opt_name:12s} {name:23s} {fmt(tc):>27s} {rc:>6s} {fmt(tw):>28s} {rw:>6s} {paired:>26s}")
+    print("ratio = median Learner epoch / median hand-written epoch (goal <= 1.02); paired = the median over rounds of the\n"
+          "ratio of the two epochs run next to each other in that round (load that drifts slowly cancels), with a bootstrap CI")
+
+def paired_ratio(times, hand_times, n_boot=2000):
+    "The median over rounds of `times[r] / hand_times[r]` and its bootstrap 95% interval, as text."
+    import numpy as np
+    r = np.asarray(times) / np.asarray(hand_times)
+    boot = np.median(np.random.default_rng(0).choice(r, (n_boot, len(r))), axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5])
+    return f"{np.median(r):.3f} [{lo:.3f}-{hi:.3f}]"
 
 def overhead_table(rounds):
     print(f"\n(2) absolute overhead: Flatten-Linear(64,10) on pre-collated digits batches (23 train + 6 valid); "

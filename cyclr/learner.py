@@ -41,6 +41,12 @@ def _sched_key(sched):
     "A fingerprint of a cyclr `Schedule` (its repr shows every parameter); None for other callables."
     return repr(sched) if isinstance(sched, Schedule) else None
 
+def _summand(t, device):
+    "`t` as a float32 tensor on `device` without a graph, for a validation sum: no op where it already is one."
+    if t.requires_grad: t = t.detach()
+    if t.dtype != torch.float32: t = t.float()
+    return t if t.device == device else t.to(device)
+
 class Learner(FitPolicies, Inference):
     "Trains `model` on `dls` with `loss_func`: callbacks, a Recorder, progress, schedules, checkpoints and the fit policies."
     def __init__(self,
@@ -249,9 +255,9 @@ class Learner(FitPolicies, Inference):
             else:
                 self._ts.forward(self.xb, self.yb, learn=self, model=self.model)
                 n = n_items(self.yb)
-                self._vsums[0] += self.loss.detach().float() * n
+                self._vsums[0].add_(_summand(self.loss, self.device), alpha=n)
                 for k, m in enumerate(self.metrics):
-                    self._vsums[k + 1] += torch.as_tensor(m(self.pred, self.yb)).detach().float().to(self.device) * n
+                    self._vsums[k + 1].add_(_summand(torch.as_tensor(m(self.pred, self.yb)), self.device), alpha=n)
                 self._vn += n
         except CancelBatchException: pass
         self._event('after_batch')
@@ -266,7 +272,7 @@ class Learner(FitPolicies, Inference):
         size = min(self.grad_accum, self.n_iter - first)
         if i == first + size - 1: self._set_hypers(self.step)
         stepped = self._ts(self.xb, self.yb, size=size, learn=self, where=self._where)
-        self.recorder.log_loss(self.loss, n_items(self.yb))
+        self.recorder.log_loss(self._ts.batch_loss, n_items(self.yb))  # the loss the step trained on, detached
         if stepped:
             self.step += 1
             self.recorder.log_step(self.opt)

@@ -267,7 +267,7 @@ class Recorder:
 
     def log_loss(self, loss, n=1):
         "Called by the Learner after the backward pass of every training batch (of `n` items)."
-        self._pending.append((loss.detach(), n))
+        self._pending.append((loss.detach() if loss.requires_grad else loss, n))
 
     def reduce_epoch(self, sum_over_ranks):
         "Make this epoch's batch losses their item-weighted means over the ranks; `sum_over_ranks(t)` sums a float64 tensor over them."

@@ -114,7 +114,7 @@ class TrainStep:
         self.amp_dtype, self.grad_accum = amp_dtype, check_int('grad_accum', grad_accum, lo=1)
         self.grad_clip = check_real('grad_clip', grad_clip, lo=0, lo_open=True, none=True)
         self.device = device if device is not None else next(model.parameters(), torch.empty(0)).device
-        self.pending, self.grad_norm, self.group_loss = 0, None, None
+        self.pending, self.grad_norm, self.group_loss, self.batch_loss = 0, None, None, None
         self._group_sum = None
 
     def autocast(self):
@@ -166,7 +166,9 @@ class TrainStep:
         if learn is not None: learn._event('before_backward')
         (self.scaler.scale(loss / size) if self.scaler is not None else loss / size if size > 1 else loss).backward()
         self.pending += 1
-        d = loss.detach().float()
+        d = loss.detach()
+        if d.dtype != torch.float32: d = d.float()  # a cast only where one is needed: every tensor op costs microseconds
+        self.batch_loss = d
         self._group_sum = d if self._group_sum is None else self._group_sum + d
         if learn is not None: learn._event('after_backward')
 
