@@ -47,94 +47,9 @@ def _summand(t, device):
     if t.dtype != torch.float32: t = t.float()
     return t if t.device == device else t.to(device)
 
-class Learner(FitPolicies, Inference):
-    "Trains `model` on `dls` with `loss_func`: callbacks, a Recorder, progress, schedules, checkpoints and the fit policies."
-    def __init__(self,
-                 dls,                        # cyclr DataLoaders (.train, .valid) or a (train_dl, valid_dl) pair
-                 model,                      # the torch.nn.Module to train
-                 loss_func,                  # (preds, targets) -> scalar loss, a mean over the batch
-                 opt_func=torch.optim.Adam,  # a torch.optim class or any callable (param_groups, lr=...) -> Optimizer
-                 lr=1e-3,                    # LR when a fit gives none: a number, slice(lo, hi), slice(hi) or one per group
-                 metrics=None,               # a callable (preds, targets) -> scalar, or a list of them
-                 splitter=None,              # model -> list of parameter lists (layer groups); None: one group
-                 cbs=None,                   # Callbacks used in every fit
-                 wd=None,                    # weight decay of every param group; None: the optimizer's default
-                 device=None,                # torch.device or name; None: CUDA when available, else CPU
-                 mixed_precision=False,      # False, True (fp16 on CUDA, bf16 on CPU), 'fp16' or 'bf16'
-                 grad_clip=None,             # clip the gradients' total norm to this (> 0); None: no clipping
-                 grad_accum=1,               # batches per optimizer step (>= 1)
-                 progress=True,              # progress bar and epoch table (and a bar during lr_find); False: silent
-                 path='.',                   # checkpoints are path/model_dir/NAME.pth
-                 model_dir='models',
-                 n_inp=None):                # how many items of a batch are the model's inputs; None: all but the last
-        dls = as_dls(dls)
-        check_type('model', model, nn.Module, 'a torch.nn.Module')
-        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-            raise fail('model', 'a module with real tensors (it has tensors on the meta device: load or initialise them first)', model)
-        check_loss_func(loss_func)
-        check_callable('opt_func', opt_func, 'a torch.optim class or a callable (params, lr=...) -> Optimizer')
-        metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
-        for m in metrics: check_callable('metrics', m, 'a callable (preds, targets) -> scalar or a list of them')
-        cbs = as_callbacks(cbs)
-        splitter = default_splitter if splitter is None else splitter
-        try: groups = split_params(model, splitter)
-        except (TypeError, ValueError) as e: raise type(e)(str(e) if '`splitter`' in str(e) else f"`splitter`: {e}") from None
-        spread_lrs(lr, len(groups), 'lr')
-        wd = check_real('wd', wd, lo=0, none=True)
-        device = resolve_device(device)
-        amp_dtype = resolve_amp(mixed_precision, device)
-        grad_clip = check_real('grad_clip', grad_clip, lo=0, lo_open=True, none=True)
-        grad_accum = check_int('grad_accum', grad_accum, lo=1)
-        check_bool('progress', progress)
-        n_inp = check_int('n_inp', n_inp, lo=1, none=True)
-        # every argument is valid: only now change anything
-        self.dls, self.model, self.loss_func, self.opt_func, self.lr = dls, model.to(device), loss_func, opt_func, lr
-        if isinstance(loss_func, nn.Module): loss_func.to(device)  # e.g. class weights of CrossEntropyLoss
-        self.metrics, self.splitter, self.wd, self.device, self.n_inp = metrics, splitter, wd, device, n_inp
-        self.mixed_precision, self.amp_dtype = mixed_precision, amp_dtype
-        self.scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
-        self.grad_clip, self.grad_accum, self.path, self.model_dir = grad_clip, grad_accum, Path(path), model_dir
-        self.recorder, self.progress = Recorder(), progress
-        self.cbs = ([ProgressCallback()] if progress else []) + cbs
-        self._hs = handlers(self.cbs)
-        self.opt, self._opt_key, self._frozen, self._resume_pos = None, None, None, None
-        self.in_fit, self.training, self.epoch, self.n_epoch, self.start_epoch, self.step = False, False, 0, 0, 0, 0
-        self.sched, self.loss, self.pred, self.valid_results, self.iter = None, None, None, [], 0
-        self._fit_started, self._in_epoch, self._epochs_done, self._spe, self._ts = False, False, 0, None, None
-        self._ddp, self._ddp_key, self._shards = None, None, {}
-        self.create_opt()
-
-    def __repr__(self):
-        n = sum(p.numel() for p in self.model.parameters())
-        return (f"Learner({type(self.model).__name__} with {n:,} parameters in {len(self.opt.param_groups)} layer group(s), "
-                f"{type(self.opt).__name__}, loss {getattr(self.loss_func, '__name__', type(self.loss_func).__name__)}, "
-                f"{len(self.dls.train)} training batches, device {self.device}, {len(self.recorder.values)} epochs recorded)")
-
-    # ---- callbacks -----------------------------------------------------------------------------------
-    def add_cb(self, cb):
-        "Add Callback `cb` to every later fit."
-        if isinstance(cb, (list, tuple)): raise fail('cb', 'one Callback instance', cb, kind=True)
-        self.cbs.append(as_callbacks(cb, 'cb')[0]); self._hs = handlers(self.cbs)
-
-    def remove_cb(self, cb):
-        "Remove Callback `cb`."
-        if not any(c is cb for c in self.cbs): raise fail('cb', f"one of the Learner's callbacks {self.cbs}", cb)
-        self.cbs = [c for c in self.cbs if c is not cb]; self._hs = handlers(self.cbs)
-
-    def _event(self, name):
-        for f in self._hs[name]: f(self)
-
-    @property
-    def metric_names(self):
-        "Column titles of the metrics."
-        return [metric_name(m) for m in self.metrics]
-
-    @property
-    def grad_norm(self):
-        "The gradients' total norm before clipping at the last optimizer step (with `grad_clip`), else None."
-        return None if self._ts is None else self._ts.grad_norm
-
-    # ---- optimizer and layer groups ------------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #821898ad
+class _LayerGroups:
+    "The Learner's layer groups and its optimizer: building, reusing, freezing and unfreezing them."
     def _groups(self): return split_params(self.model, self.splitter)
 
     def _build_opt(self, groups, lrs):
@@ -190,7 +105,9 @@ class Learner(FitPolicies, Inference):
         self.model.train()
         if self._frozen is not None and not self._frozen[1]: set_bn_eval(self.model, self._groups(), self._frozen[0])
 
-    # ---- processes, loaders and the step --------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #664ecad6
+class _Processes:
+    "Where the Learner runs: its loaders (sharded under torch.distributed), the model or its DDP wrapper, the checks of its settings and the training step."
     def _loader(self, dl, train=True):
         "`dl` as this process reads it: its share under torch.distributed, else `dl` itself."
         if dl is None or not is_distributed(): return dl
@@ -237,7 +154,9 @@ class Learner(FitPolicies, Inference):
         "Optimizer steps in one epoch: ceil(batches / grad_accum), the batches of this rank's share under torch.distributed."
         return math.ceil(len(self._loader(self.dls.train)) / self.grad_accum)
 
-    # ---- one batch -----------------------------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #8f78459f
+class _OneBatch:
+    "One batch: the hyper-parameters of its step, the training step itself, or a validation batch's contribution to the sums."
     def _set_hypers(self, step):
         "Set every group's LR (and the momentum) for optimizer step `step` of the schedule."
         lrs, mom = self._plan.at(step)
@@ -278,7 +197,9 @@ class Learner(FitPolicies, Inference):
             self.recorder.log_step(self.opt)
             self._event('after_step')
 
-    # ---- epochs --------------------------------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #ea67b1bf
+class _Epochs:
+    "Epochs: the training pass, the validation pass (means over the items and the ranks) and the loop over epochs."
     def _train_epoch(self):
         self.training, self.dl = True, self._loader(self.dls.train)
         self.n_iter = len(self.dl)
@@ -324,7 +245,23 @@ class Learner(FitPolicies, Inference):
             self.recorder.end_epoch(self)
             self._event('after_epoch')
 
-    # ---- fit -----------------------------------------------------------------------------------------
+    def validate(self, dl=None):
+        "`[loss, *metrics]` on `dl` (default: the validation set), as means over its items."
+        dl = check_eval_dl(self.dls.valid if dl is None else dl)
+        if self._ts is None: self._make_step()
+        keep = (self.training, getattr(self, 'dl', None), getattr(self, 'n_iter', None), self.valid_results)
+        modes, rng = [m.training for m in self.model.modules()], torch.get_rng_state()
+        try: return list(self._validate(dl))
+        except BaseException:
+            torch.set_rng_state(rng)  # the loader drew its seed from it: a failed call leaves nothing changed
+            raise
+        finally:
+            self.training, self.dl, self.n_iter, self.valid_results = keep
+            for m, t in zip(self.model.modules(), modes): m.training = t
+
+# %% ../nbs/10_learner.ipynb #38879312
+class _Fit:
+    "The fit: every argument checked first, then the run; a fit that fails before its first optimizer step leaves the Learner as it was."
     _FIT_ATTRS = ('n_epoch', 'start_epoch', 'step', 'epoch', 'sched', '_spe', 'total_steps', '_fit_started', '_epochs_done',
                   '_in_epoch', 'opt', '_opt_key', '_resume_pos', '_plan', '_hs')
 
@@ -403,22 +340,9 @@ class Learner(FitPolicies, Inference):
             if self.opt is not None: clear_grads(self.opt)
             self._hs = handlers(self.cbs)
 
-    # ---- validation and predictions ------------------------------------------------------------------
-    def validate(self, dl=None):
-        "`[loss, *metrics]` on `dl` (default: the validation set), as means over its items."
-        dl = check_eval_dl(self.dls.valid if dl is None else dl)
-        if self._ts is None: self._make_step()
-        keep = (self.training, getattr(self, 'dl', None), getattr(self, 'n_iter', None), self.valid_results)
-        modes, rng = [m.training for m in self.model.modules()], torch.get_rng_state()
-        try: return list(self._validate(dl))
-        except BaseException:
-            torch.set_rng_state(rng)  # the loader drew its seed from it: a failed call leaves nothing changed
-            raise
-        finally:
-            self.training, self.dl, self.n_iter, self.valid_results = keep
-            for m, t in zip(self.model.modules(), modes): m.training = t
-
-    # ---- checkpoints ---------------------------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #c8551a89
+class _Checkpoints:
+    "Checkpoints: save, load and remove them; a file is written whole or not at all, and read whole before anything is applied."
     def _fit_position(self):
         if not self._fit_started: return None
         return dict(epoch=self._epochs_done, n_epoch=self.n_epoch, step=self.step, steps_per_epoch=self._spe,
@@ -481,7 +405,9 @@ class Learner(FitPolicies, Inference):
         self._apply(self._read(name, with_opt, with_rng), with_opt=with_opt, with_rng=with_rng)
         return self
 
-    # ---- sanity check and LR finder ------------------------------------------------------------------
+# %% ../nbs/10_learner.ipynb #74184119
+class _RangeTest:
+    "The LR range test with this Learner's model, data, optimizer and training step."
     def lr_find(self, start_lr=1e-7, end_lr=10, num_it=100, stop_div=True, mode='exp', **kwargs):
         "The LR range test (`cyclr.lr_find.lr_find`) with this Learner's model, data, optimizer and training step; the Recorder is untouched."
         own = {'model', 'train_dl', 'loss_func', 'optimizer', 'device', 'step_fn', 'before_run', 'n_inp'}
@@ -505,6 +431,93 @@ class Learner(FitPolicies, Inference):
         except BaseException:
             self.opt, self._opt_key = kept  # a rejected or interrupted test leaves even the optimizer object as it was
             raise
+
+# %% ../nbs/10_learner.ipynb #7a41fe4a
+class Learner(_LayerGroups, _Processes, _OneBatch, _Epochs, _Fit, _Checkpoints, _RangeTest, FitPolicies, Inference):
+    "Trains `model` on `dls` with `loss_func`: callbacks, a Recorder, progress, schedules, checkpoints and the fit policies."
+    def __init__(self,
+                 dls,                        # cyclr DataLoaders (.train, .valid) or a (train_dl, valid_dl) pair
+                 model,                      # the torch.nn.Module to train
+                 loss_func,                  # (preds, targets) -> scalar loss, a mean over the batch
+                 opt_func=torch.optim.Adam,  # a torch.optim class or any callable (param_groups, lr=...) -> Optimizer
+                 lr=1e-3,                    # LR when a fit gives none: a number, slice(lo, hi), slice(hi) or one per group
+                 metrics=None,               # a callable (preds, targets) -> scalar, or a list of them
+                 splitter=None,              # model -> list of parameter lists (layer groups); None: one group
+                 cbs=None,                   # Callbacks used in every fit
+                 wd=None,                    # weight decay of every param group; None: the optimizer's default
+                 device=None,                # torch.device or name; None: CUDA when available, else CPU
+                 mixed_precision=False,      # False, True (fp16 on CUDA, bf16 on CPU), 'fp16' or 'bf16'
+                 grad_clip=None,             # clip the gradients' total norm to this (> 0); None: no clipping
+                 grad_accum=1,               # batches per optimizer step (>= 1)
+                 progress=True,              # progress bar and epoch table (and a bar during lr_find); False: silent
+                 path='.',                   # checkpoints are path/model_dir/NAME.pth
+                 model_dir='models',
+                 n_inp=None):                # how many items of a batch are the model's inputs; None: all but the last
+        dls = as_dls(dls)
+        check_type('model', model, nn.Module, 'a torch.nn.Module')
+        if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            raise fail('model', 'a module with real tensors (it has tensors on the meta device: load or initialise them first)', model)
+        check_loss_func(loss_func)
+        check_callable('opt_func', opt_func, 'a torch.optim class or a callable (params, lr=...) -> Optimizer')
+        metrics = [] if metrics is None else list(metrics) if isinstance(metrics, (list, tuple)) else [metrics]
+        for m in metrics: check_callable('metrics', m, 'a callable (preds, targets) -> scalar or a list of them')
+        cbs = as_callbacks(cbs)
+        splitter = default_splitter if splitter is None else splitter
+        try: groups = split_params(model, splitter)
+        except (TypeError, ValueError) as e: raise type(e)(str(e) if '`splitter`' in str(e) else f"`splitter`: {e}") from None
+        spread_lrs(lr, len(groups), 'lr')
+        wd = check_real('wd', wd, lo=0, none=True)
+        device = resolve_device(device)
+        amp_dtype = resolve_amp(mixed_precision, device)
+        grad_clip = check_real('grad_clip', grad_clip, lo=0, lo_open=True, none=True)
+        grad_accum = check_int('grad_accum', grad_accum, lo=1)
+        check_bool('progress', progress)
+        n_inp = check_int('n_inp', n_inp, lo=1, none=True)
+        # every argument is valid: only now change anything
+        self.dls, self.model, self.loss_func, self.opt_func, self.lr = dls, model.to(device), loss_func, opt_func, lr
+        if isinstance(loss_func, nn.Module): loss_func.to(device)  # e.g. class weights of CrossEntropyLoss
+        self.metrics, self.splitter, self.wd, self.device, self.n_inp = metrics, splitter, wd, device, n_inp
+        self.mixed_precision, self.amp_dtype = mixed_precision, amp_dtype
+        self.scaler = torch.amp.GradScaler(device.type) if amp_dtype is torch.float16 else None
+        self.grad_clip, self.grad_accum, self.path, self.model_dir = grad_clip, grad_accum, Path(path), model_dir
+        self.recorder, self.progress = Recorder(), progress
+        self.cbs = ([ProgressCallback()] if progress else []) + cbs
+        self._hs = handlers(self.cbs)
+        self.opt, self._opt_key, self._frozen, self._resume_pos = None, None, None, None
+        self.in_fit, self.training, self.epoch, self.n_epoch, self.start_epoch, self.step = False, False, 0, 0, 0, 0
+        self.sched, self.loss, self.pred, self.valid_results, self.iter = None, None, None, [], 0
+        self._fit_started, self._in_epoch, self._epochs_done, self._spe, self._ts = False, False, 0, None, None
+        self._ddp, self._ddp_key, self._shards = None, None, {}
+        self.create_opt()
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self.model.parameters())
+        return (f"Learner({type(self.model).__name__} with {n:,} parameters in {len(self.opt.param_groups)} layer group(s), "
+                f"{type(self.opt).__name__}, loss {getattr(self.loss_func, '__name__', type(self.loss_func).__name__)}, "
+                f"{len(self.dls.train)} training batches, device {self.device}, {len(self.recorder.values)} epochs recorded)")
+
+    def add_cb(self, cb):
+        "Add Callback `cb` to every later fit."
+        if isinstance(cb, (list, tuple)): raise fail('cb', 'one Callback instance', cb, kind=True)
+        self.cbs.append(as_callbacks(cb, 'cb')[0]); self._hs = handlers(self.cbs)
+
+    def remove_cb(self, cb):
+        "Remove Callback `cb`."
+        if not any(c is cb for c in self.cbs): raise fail('cb', f"one of the Learner's callbacks {self.cbs}", cb)
+        self.cbs = [c for c in self.cbs if c is not cb]; self._hs = handlers(self.cbs)
+
+    def _event(self, name):
+        for f in self._hs[name]: f(self)
+
+    @property
+    def metric_names(self):
+        "Column titles of the metrics."
+        return [metric_name(m) for m in self.metrics]
+
+    @property
+    def grad_norm(self):
+        "The gradients' total norm before clipping at the last optimizer step (with `grad_clip`), else None."
+        return None if self._ts is None else self._ts.grad_norm
 
 # %% ../nbs/10_learner.ipynb #c7039f1d
 document(Learner)
