@@ -148,72 +148,9 @@ def _total(total_steps, steps_per_epoch):
         raise fail('total_steps', f'a whole number of epochs ({steps_per_epoch} steps each) when `steps_per_epoch` is given', total_steps)
     return total_steps
 
-class ScheduleExplorer(widgets.VBox):
-    "A policy dropdown, a slider per parameter, a live plot of LR and momentum and the code line that makes it."
-    def __init__(self, policy: str = 'one_cycle',  # a name in cyclr.policies.POLICIES
-                 total_steps: int = 1000,  # length of the run shown (and passed to policies that take it)
-                 compare: str | Schedule | None = None,  # a policy name or a Schedule to draw grey behind the curve
-                 steps_per_epoch: int | None = None,  # given: the length is set in epochs and a `learn.fit_...` line is shown
-                 **initial):  # starting values of the policy's parameters, e.g. lr_max=1e-2
-        # every check before the first widget exists: a bad argument leaves nothing half-built
-        check_choice('policy', policy, list(POLICIES))
-        steps_per_epoch = check_int('steps_per_epoch', steps_per_epoch, lo=1, none=True)
-        _total(total_steps, steps_per_epoch)
-        if not (compare is None or isinstance(compare, Schedule) or isinstance(compare, str) and compare in POLICIES):
-            raise fail('compare', f"None, a Schedule or one of {', '.join(map(repr, POLICIES))}", compare)
-        specs = {p.name: p for p in POLICIES[policy].params}
-        for name, value in initial.items():
-            if name not in specs: raise ValueError(
-                f"`{name}` is not a parameter the explorer shows for {policy}; choose from {', '.join(specs)}")
-            _initial(specs[name], value)
-        total_steps, self._spe = int(total_steps), steps_per_epoch
-        start = {p.name: initial.get(p.name, _default(p, total_steps)) for p in POLICIES[policy].params}
-        POLICIES[policy].make(**_policy_kwargs(policy, start, total_steps))  # the policy's own checks (base_lr <= max_lr, ...)
-
-        self._controls: dict[Param, widgets.Widget] = {}
-        self._look = look = _Look()
-        self._pinned, self._error, self._holding, self._drawn = None, None, False, None
-        self.policy = widgets.Dropdown(options=list(POLICIES), value=policy,
-                                       description='policy', style=look.text, layout=look.layout)
-        if steps_per_epoch is None:
-            self.steps = widgets.IntSlider(value=total_steps, min=2, max=max(5 * total_steps, 100), description='total_steps',
-                                           tooltip='optimizer steps in the whole run', style=look.slider, layout=look.layout)
-        else:
-            n = total_steps // steps_per_epoch
-            self.steps = widgets.IntSlider(value=n, min=1, max=max(3 * n, 20), description='epochs', style=look.slider,
-                                           tooltip=f'epochs of {steps_per_epoch} steps', layout=look.layout)
-        for p in POLICIES[policy].params: self._control(p, start[p.name])
-        self.params_box = widgets.VBox(layout=look.layout)
-        self.message = widgets.HTML(layout=look.layout)
-        self.log_scale = widgets.Checkbox(value=False, description='log LR axis', indent=False, layout=widgets.Layout(width='auto'))
-        self.compare = widgets.Dropdown(options=[('none', 'none')] + [(p, p) for p in POLICIES],
-                                        description='compare with', style={'description_width': 'auto'},
-                                        layout=widgets.Layout(width='230px', margin='0 0 0 16px'))
-        self.pin_button = widgets.Button(description='Pin as reference', tooltip='keep the current curve as a grey reference',
-                                         layout=widgets.Layout(width='auto'))
-        self.code_box = widgets.HTML(layout=look.layout)
-        self._plot = PlotImage((6., 4.))
-        self.image, self.figure = self._plot.widget, self._plot.figure
-        self._setup_axes()
-        left = widgets.VBox([self.policy, self.steps, self.params_box, self.message],
-                            layout=widgets.Layout(width='380px', flex='0 0 auto', margin='0 12px 0 0'))
-        view = widgets.HBox([self.log_scale, self.compare, self.pin_button], layout=widgets.Layout(align_items='center'))
-        right = widgets.VBox([self.image, view])
-        css = widgets.HTML(_CSS, layout=widgets.Layout(display='none'))  # hidden: its <style> applies all the same
-        super().__init__([widgets.HBox([left, right], layout=widgets.Layout(flex_flow='row wrap', align_items='flex-start')),
-                          self.code_box, css])
-        self.add_class('cyclr-schedule-explorer')
-
-        self._show_params()
-        if isinstance(compare, Schedule): self.pin(compare)
-        elif compare is not None: self.compare.value = compare
-        self._update()
-        self.policy.observe(self._on_policy, 'value')
-        self.steps.observe(self._on_steps, 'value')
-        for w in (self.log_scale, self.compare): w.observe(self._update, 'value')
-        self.pin_button.on_click(lambda _: self.pin())
-
-    # -- controls ---------------------------------------------------------------------------------------
+# %% ../nbs/12_widgets.ipynb #43e1a930
+class _Controls:
+    "The explorer's controls: one per policy parameter, shown for the policies that take it, and `set` for several at once."
     def _control(self, p: Param, value=_UNSET) -> widgets.Widget:
         "The control of `p`, made on first use (shared by every policy that uses the same `Param`)."
         if p not in self._controls:
@@ -280,7 +217,9 @@ class ScheduleExplorer(widgets.VBox):
         self._update()
         return self
 
-    # -- what is shown ----------------------------------------------------------------------------------
+# %% ../nbs/12_widgets.ipynb #432033f8
+class _Shown:
+    "What the explorer shows: the schedule, its code line, the Learner call, the error of an invalid combination and the pinned reference."
     @property
     def schedule(self) -> Schedule:
         "The schedule on screen (the last valid one while the controls describe an invalid combination)."
@@ -364,7 +303,9 @@ class ScheduleExplorer(widgets.VBox):
         if call is not None: return 'learn.' + _call(*call)
         return f'learn.fit({self.steps.value}, sched={self._code})'  # e.g. anneal=: not a fit_one_cycle argument
 
-    # -- drawing ----------------------------------------------------------------------------------------
+# %% ../nbs/12_widgets.ipynb #276b2850
+class _Drawing:
+    "How the explorer draws: the two panels, the LR axis's scale, the curves and the snapshot of the picture."
     def _setup_axes(self):
         fig = self.figure
         self.ax_lr, self.ax_mom = fig.subplots(2, 1, sharex=True, gridspec_kw=dict(height_ratios=(2, 1)))
@@ -431,15 +372,80 @@ class ScheduleExplorer(widgets.VBox):
             self._legend_key = key
         self._plot.render()
 
-    # -- display ----------------------------------------------------------------------------------------
     def snapshot(self):
         "The plot as shown now, as an `IPython.display.Image` (for docs and reports, which have no kernel)."
         from IPython.display import Image
         return Image(data=self.image.value, format='png')
 
+# %% ../nbs/12_widgets.ipynb #7f40dc49
+class ScheduleExplorer(_Controls, _Shown, _Drawing, widgets.VBox):
+    "A policy dropdown, a slider per parameter, a live plot of LR and momentum and the code line that makes it."
+    def __init__(self, policy: str = 'one_cycle',  # a name in cyclr.policies.POLICIES
+                 total_steps: int = 1000,  # length of the run shown (and passed to policies that take it)
+                 compare: str | Schedule | None = None,  # a policy name or a Schedule to draw grey behind the curve
+                 steps_per_epoch: int | None = None,  # given: the length is set in epochs and a `learn.fit_...` line is shown
+                 **initial):  # starting values of the policy's parameters, e.g. lr_max=1e-2
+        # every check before the first widget exists: a bad argument leaves nothing half-built
+        check_choice('policy', policy, list(POLICIES))
+        steps_per_epoch = check_int('steps_per_epoch', steps_per_epoch, lo=1, none=True)
+        _total(total_steps, steps_per_epoch)
+        if not (compare is None or isinstance(compare, Schedule) or isinstance(compare, str) and compare in POLICIES):
+            raise fail('compare', f"None, a Schedule or one of {', '.join(map(repr, POLICIES))}", compare)
+        specs = {p.name: p for p in POLICIES[policy].params}
+        for name, value in initial.items():
+            if name not in specs: raise ValueError(
+                f"`{name}` is not a parameter the explorer shows for {policy}; choose from {', '.join(specs)}")
+            _initial(specs[name], value)
+        total_steps, self._spe = int(total_steps), steps_per_epoch
+        start = {p.name: initial.get(p.name, _default(p, total_steps)) for p in POLICIES[policy].params}
+        POLICIES[policy].make(**_policy_kwargs(policy, start, total_steps))  # the policy's own checks (base_lr <= max_lr, ...)
+
+        self._controls: dict[Param, widgets.Widget] = {}
+        self._look = look = _Look()
+        self._pinned, self._error, self._holding, self._drawn = None, None, False, None
+        self.policy = widgets.Dropdown(options=list(POLICIES), value=policy,
+                                       description='policy', style=look.text, layout=look.layout)
+        if steps_per_epoch is None:
+            self.steps = widgets.IntSlider(value=total_steps, min=2, max=max(5 * total_steps, 100), description='total_steps',
+                                           tooltip='optimizer steps in the whole run', style=look.slider, layout=look.layout)
+        else:
+            n = total_steps // steps_per_epoch
+            self.steps = widgets.IntSlider(value=n, min=1, max=max(3 * n, 20), description='epochs', style=look.slider,
+                                           tooltip=f'epochs of {steps_per_epoch} steps', layout=look.layout)
+        for p in POLICIES[policy].params: self._control(p, start[p.name])
+        self.params_box = widgets.VBox(layout=look.layout)
+        self.message = widgets.HTML(layout=look.layout)
+        self.log_scale = widgets.Checkbox(value=False, description='log LR axis', indent=False, layout=widgets.Layout(width='auto'))
+        self.compare = widgets.Dropdown(options=[('none', 'none')] + [(p, p) for p in POLICIES],
+                                        description='compare with', style={'description_width': 'auto'},
+                                        layout=widgets.Layout(width='230px', margin='0 0 0 16px'))
+        self.pin_button = widgets.Button(description='Pin as reference', tooltip='keep the current curve as a grey reference',
+                                         layout=widgets.Layout(width='auto'))
+        self.code_box = widgets.HTML(layout=look.layout)
+        self._plot = PlotImage((6., 4.))
+        self.image, self.figure = self._plot.widget, self._plot.figure
+        self._setup_axes()
+        left = widgets.VBox([self.policy, self.steps, self.params_box, self.message],
+                            layout=widgets.Layout(width='380px', flex='0 0 auto', margin='0 12px 0 0'))
+        view = widgets.HBox([self.log_scale, self.compare, self.pin_button], layout=widgets.Layout(align_items='center'))
+        right = widgets.VBox([self.image, view])
+        css = widgets.HTML(_CSS, layout=widgets.Layout(display='none'))  # hidden: its <style> applies all the same
+        super().__init__([widgets.HBox([left, right], layout=widgets.Layout(flex_flow='row wrap', align_items='flex-start')),
+                          self.code_box, css])
+        self.add_class('cyclr-schedule-explorer')
+
+        self._show_params()
+        if isinstance(compare, Schedule): self.pin(compare)
+        elif compare is not None: self.compare.value = compare
+        self._update()
+        self.policy.observe(self._on_policy, 'value')
+        self.steps.observe(self._on_steps, 'value')
+        for w in (self.log_scale, self.compare): w.observe(self._update, 'value')
+        self.pin_button.on_click(lambda _: self.pin())
+
     def __repr__(self): return f'ScheduleExplorer({self.code})'
 
-
+# %% ../nbs/12_widgets.ipynb #240c0552
 def schedule_explorer(policy: str = 'one_cycle',  # a name in cyclr.policies.POLICIES
                       total_steps: int = 1000,  # length of the run shown (and passed to policies that take it)
                       compare: str | Schedule | None = None,  # a policy name or a Schedule to draw grey behind the curve
