@@ -81,6 +81,7 @@ def _recommendations(lrs, values, steps, num_it, reason):
     if note is not None: warnings.warn(note, stacklevel=3)
     return {p: recommend(lrs[keep], values[keep], p) for p in POLICY_RULES}
 
+# %% ../nbs/08_lr_find.ipynb #77e21dab
 def _geo_median(values):
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values) & (values > 0)]
@@ -93,8 +94,44 @@ def _spread_of(values):
     if not len(ok): return Spread(math.nan, math.nan, math.nan, math.nan)
     return Spread(float(ok.min()), _geo_median(ok), float(ok.max()), float(np.exp(np.std(np.log(ok)))))
 
+# %% ../nbs/08_lr_find.ipynb #6335bc36
+class _CurvePlot:
+    "How an `LRFindResult` draws itself."
+    def _xy(self, skip_start, skip_end):
+        x, y = (self.lrs, self.losses) if self.valid_scores is None else (self.valid_lrs, self.valid_scores)
+        sl = slice(skip_start, len(x) - skip_end if skip_end else None)
+        return (x[sl], y[sl]) if len(x[sl]) >= 2 else (x, y)
+
+    def plot(self, ax=None, skip_start=5, skip_end=5, show_suggestions=True, return_fig=False):
+        "Loss (or validation score) against LR (log axis for `mode='exp'`), less `skip_start` and `skip_end` points: the recommendation as a line, a small marker per suggestion; the figure is returned only when `return_fig`."
+        import matplotlib.pyplot as plt
+        if ax is None: fig, ax = plt.subplots(figsize=(4.5, 3))
+        else: fig = ax.figure
+        for k, run in enumerate(self.runs[1:]):
+            ax.plot(*run._xy(skip_start, skip_end), color='C0', alpha=.35, lw=.8, label='other runs' if k == 0 else None)
+        x, y = self._xy(skip_start, skip_end)
+        ax.plot(x, y, color='C0', lw=1.5, label=self.score_name if self.valid_scores is not None else None)
+        if show_suggestions and len(x) >= 2:
+            lr = self.recommended
+            if np.isfinite(lr) and lr > 0:  # first in the legend, as it is first in importance
+                ax.axvline(lr, color='C3', lw=2, ls='--', zorder=3)
+                ax.plot(lr, np.interp(np.log(lr), np.log(x), y), 'D', ms=10, color='C3', mec='k', zorder=4,
+                        label=f"recommended for {self.policy.replace('_', ' ')}: {lr:.1e}")
+            rules = [(lr, k, name) for k, (name, lr) in enumerate(self.suggestions._asdict().items()) if np.isfinite(lr) and lr > 0]
+            for lr, k, name in sorted(rules):  # the legend lists them left to right, as the markers sit on the axis
+                spread = f" (x{self.spread[name].gstd:.2f})" if self.spread else ''
+                ax.plot(lr, np.interp(np.log(lr), np.log(x), y), 'o', ms=4, color=f'C{(k + 4) % 10}', alpha=.8,
+                        label=f"{name}: {lr:.1e}{spread}")
+        ax.set_xscale('log' if self.mode == 'exp' else 'linear')
+        ax.set_xlabel('learning rate')
+        ax.set_ylabel(self.score_name if self.valid_scores is not None else 'loss (smoothed)')
+        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize='x-small')
+        fig.tight_layout()
+        return fig if return_fig else None
+
+# %% ../nbs/08_lr_find.ipynb #b98f00c5
 @dataclasses.dataclass(repr=False, eq=False)  # eq=False: arrays have no single truth value
-class LRFindResult:
+class LRFindResult(_CurvePlot):
     "What a range test recorded and suggests: per optimizer step `lrs` (last param group), smoothed `losses`, `raw_losses`."
     lrs: np.ndarray                 # LR of the last param group at each optimizer step
     losses: np.ndarray              # smoothed training loss at each step
@@ -177,38 +214,6 @@ class LRFindResult:
         sugg = ', '.join(f'{k}={v:.2e}' for k, v in self.suggestions._asdict().items())
         runs = f", {len(self.runs)} runs" if self.runs else ''
         return f"LRFindResult({len(self.lrs)} steps, {lr}, {self.stop_reason}{runs}; recommended for {self.policy} {self.recommended:.2e}; {sugg})"
-
-    def _xy(self, skip_start, skip_end):
-        x, y = (self.lrs, self.losses) if self.valid_scores is None else (self.valid_lrs, self.valid_scores)
-        sl = slice(skip_start, len(x) - skip_end if skip_end else None)
-        return (x[sl], y[sl]) if len(x[sl]) >= 2 else (x, y)
-
-    def plot(self, ax=None, skip_start=5, skip_end=5, show_suggestions=True, return_fig=False):
-        "Loss (or validation score) against LR (log axis for `mode='exp'`), less `skip_start` and `skip_end` points: the recommendation as a line, a small marker per suggestion; the figure is returned only when `return_fig`."
-        import matplotlib.pyplot as plt
-        if ax is None: fig, ax = plt.subplots(figsize=(4.5, 3))
-        else: fig = ax.figure
-        for k, run in enumerate(self.runs[1:]):
-            ax.plot(*run._xy(skip_start, skip_end), color='C0', alpha=.35, lw=.8, label='other runs' if k == 0 else None)
-        x, y = self._xy(skip_start, skip_end)
-        ax.plot(x, y, color='C0', lw=1.5, label=self.score_name if self.valid_scores is not None else None)
-        if show_suggestions and len(x) >= 2:
-            lr = self.recommended
-            if np.isfinite(lr) and lr > 0:  # first in the legend, as it is first in importance
-                ax.axvline(lr, color='C3', lw=2, ls='--', zorder=3)
-                ax.plot(lr, np.interp(np.log(lr), np.log(x), y), 'D', ms=10, color='C3', mec='k', zorder=4,
-                        label=f"recommended for {self.policy.replace('_', ' ')}: {lr:.1e}")
-            rules = [(lr, k, name) for k, (name, lr) in enumerate(self.suggestions._asdict().items()) if np.isfinite(lr) and lr > 0]
-            for lr, k, name in sorted(rules):  # the legend lists them left to right, as the markers sit on the axis
-                spread = f" (x{self.spread[name].gstd:.2f})" if self.spread else ''
-                ax.plot(lr, np.interp(np.log(lr), np.log(x), y), 'o', ms=4, color=f'C{(k + 4) % 10}', alpha=.8,
-                        label=f"{name}: {lr:.1e}{spread}")
-        ax.set_xscale('log' if self.mode == 'exp' else 'linear')
-        ax.set_xlabel('learning rate')
-        ax.set_ylabel(self.score_name if self.valid_scores is not None else 'loss (smoothed)')
-        if ax.get_legend_handles_labels()[0]: ax.legend(fontsize='x-small')
-        fig.tight_layout()
-        return fig if return_fig else None
 
 # %% ../nbs/08_lr_find.ipynb #3a9f77a0
 def _batches(dl):

@@ -202,7 +202,81 @@ def set_mom(group, mom):
     if 'betas' in group: group['betas'] = (mom, *tuple(group['betas'])[1:])
     elif 'momentum' in group: group['momentum'] = mom
 
-class Recorder:
+# %% ../nbs/09a_recorder.ipynb #a84fd317
+class _RecorderState:
+    "The Recorder's state_dict: what a checkpoint keeps, checked whole before it is loaded."
+    def state_dict(self):
+        "Everything recorded, as plain Python values (saved in checkpoints); `group_lrs` in its compact form."
+        self._flush()
+        return dict(beta=self.beta, lrs=list(self.lrs), moms=list(self.moms), group_lrs=self._group_lrs.state_dict(),
+                    losses=list(self._losses), smooth=list(self._smooth), avg=self._avg, n=self._n,
+                    values=[list(v) for v in self.values], times=list(self.times), epoch_iters=list(self.epoch_iters),
+                    epoch_steps=list(self.epoch_steps), metric_names=list(self.metric_names))
+
+    @staticmethod
+    def check_state(state):
+        "Raise ValueError naming what is missing or inconsistent unless `state` can be loaded by `load_state_dict`."
+        if not isinstance(state, dict): raise ValueError(f"it is a {type(state).__name__}, not a dict")
+        keys = ('beta', 'lrs', 'moms', 'group_lrs', 'losses', 'smooth', 'avg', 'n', 'values', 'times', 'epoch_iters',
+                'epoch_steps', 'metric_names')
+        missing = [k for k in keys if k not in state]
+        if missing: raise ValueError(f"it lacks {missing}")
+        n_steps = GroupLRs.check_state(state['group_lrs'])
+        for k in Recorder._FLOATS:
+            if not isinstance(state[k], (list, tuple, torch.Tensor)) or (isinstance(state[k], torch.Tensor) and state[k].ndim != 1):
+                raise ValueError(f"its `{k}` is not a list of numbers")
+        if not len(state['lrs']) == len(state['moms']) == n_steps:
+            raise ValueError(f"it has {len(state['lrs'])} `lrs`, {len(state['moms'])} `moms` and {n_steps} `group_lrs` steps, not as many of each")
+        if len(state['losses']) != len(state['smooth']): raise ValueError("its `losses` and `smooth` differ in length")
+        for k in ('values', 'times', 'epoch_iters', 'epoch_steps', 'metric_names'):
+            if not isinstance(state[k], (list, tuple)): raise ValueError(f"its `{k}` is not a list")
+
+    def load_state_dict(self, state):
+        "Continue from `state` (from `state_dict`; an older Recorder's lists load too); nothing changes when it is refused."
+        Recorder.check_state(state)
+        floats = lambda v: v.tolist() if isinstance(v, torch.Tensor) else [float(x) for x in v]
+        table = GroupLRs(); table.load_state_dict(state['group_lrs'])
+        self.reset()
+        self.beta, self.lrs, self.moms, self._group_lrs = state['beta'], floats(state['lrs']), floats(state['moms']), table
+        self._losses, self._smooth, self._avg, self._n = floats(state['losses']), floats(state['smooth']), state['avg'], state['n']
+        self.values, self.times = [list(v) for v in state['values']], list(state['times'])
+        self.epoch_iters, self.epoch_steps, self.metric_names = list(state['epoch_iters']), list(state['epoch_steps']), list(state['metric_names'])
+
+# %% ../nbs/09a_recorder.ipynb #2c5728ee
+class _RecorderPlots:
+    "The Recorder's plots: losses per batch and per epoch, and the LR and momentum of every step."
+    def plot_loss(self, skip_start=0, with_valid=True, ax=None, log=False, return_fig=False):
+        "Smoothed training loss per batch (from batch `skip_start`) and, `with_valid`, validation loss per epoch; `log` scales the loss axis; the figure is returned only when `return_fig`."
+        import matplotlib.pyplot as plt  # imported here: only plotting needs matplotlib
+        if ax is None: fig, ax = plt.subplots(figsize=(4, 2.5))
+        else: fig = ax.figure
+        sm = self.smooth_losses
+        ax.plot(range(skip_start, len(sm)), sm[skip_start:], label='train (smoothed)')
+        valid = [v[1] for v in self.values]
+        if with_valid and self.values and not np.all(np.isnan(valid)):
+            ax.plot(np.array(self.epoch_iters) - 1, valid, 'o-', label='valid')
+        ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
+        if log: ax.set_yscale('log')  # one spike of the validation loss no longer flattens the training curve
+        fig.tight_layout()
+        return fig if return_fig else None
+
+    def plot_sched(self, log=True, return_fig=False):
+        "LR of every layer group (log scale when `log`) and momentum, against the optimizer step; the figure is returned only when `return_fig`."
+        import matplotlib.pyplot as plt
+        has_mom = len(self.moms) > 0 and not np.all(np.isnan(self.moms))
+        fig, axs = plt.subplots(1, 2 if has_mom else 1, figsize=(8 if has_mom else 4, 2.5), squeeze=False)
+        glrs = self.group_lr_array()
+        for g in range(glrs.shape[1]): axs[0, 0].plot(glrs[:, g], label=f'group {g}')
+        axs[0, 0].set_xlabel('step'); axs[0, 0].set_ylabel('learning rate')
+        if log: axs[0, 0].set_yscale('log')
+        if glrs.shape[1] > 1: axs[0, 0].legend(fontsize=7)
+        if has_mom:
+            axs[0, 1].plot(self.moms, color='C1'); axs[0, 1].set_xlabel('step'); axs[0, 1].set_ylabel('momentum')
+        fig.tight_layout()
+        return fig if return_fig else None
+
+# %% ../nbs/09a_recorder.ipynb #458ad096
+class Recorder(_RecorderState, _RecorderPlots):
     "Records LRs and momentum per optimizer step, losses per trained batch, losses and metrics per epoch."
     def __init__(self, beta=0.98):  # `beta`: smoothing of `smooth_losses`
         self.beta = check_real('beta', beta, lo=0, hi=1, hi_open=True)
@@ -298,70 +372,3 @@ class Recorder:
         self.epoch_iters.append(len(self._losses)); self.epoch_steps.append(len(self.lrs))
 
     _FLOATS = ('lrs', 'moms', 'losses', 'smooth')  # one number per step or per batch
-
-    def state_dict(self):
-        "Everything recorded, as plain Python values (saved in checkpoints); `group_lrs` in its compact form."
-        self._flush()
-        return dict(beta=self.beta, lrs=list(self.lrs), moms=list(self.moms), group_lrs=self._group_lrs.state_dict(),
-                    losses=list(self._losses), smooth=list(self._smooth), avg=self._avg, n=self._n,
-                    values=[list(v) for v in self.values], times=list(self.times), epoch_iters=list(self.epoch_iters),
-                    epoch_steps=list(self.epoch_steps), metric_names=list(self.metric_names))
-
-    @staticmethod
-    def check_state(state):
-        "Raise ValueError naming what is missing or inconsistent unless `state` can be loaded by `load_state_dict`."
-        if not isinstance(state, dict): raise ValueError(f"it is a {type(state).__name__}, not a dict")
-        keys = ('beta', 'lrs', 'moms', 'group_lrs', 'losses', 'smooth', 'avg', 'n', 'values', 'times', 'epoch_iters',
-                'epoch_steps', 'metric_names')
-        missing = [k for k in keys if k not in state]
-        if missing: raise ValueError(f"it lacks {missing}")
-        n_steps = GroupLRs.check_state(state['group_lrs'])
-        for k in Recorder._FLOATS:
-            if not isinstance(state[k], (list, tuple, torch.Tensor)) or (isinstance(state[k], torch.Tensor) and state[k].ndim != 1):
-                raise ValueError(f"its `{k}` is not a list of numbers")
-        if not len(state['lrs']) == len(state['moms']) == n_steps:
-            raise ValueError(f"it has {len(state['lrs'])} `lrs`, {len(state['moms'])} `moms` and {n_steps} `group_lrs` steps, not as many of each")
-        if len(state['losses']) != len(state['smooth']): raise ValueError("its `losses` and `smooth` differ in length")
-        for k in ('values', 'times', 'epoch_iters', 'epoch_steps', 'metric_names'):
-            if not isinstance(state[k], (list, tuple)): raise ValueError(f"its `{k}` is not a list")
-
-    def load_state_dict(self, state):
-        "Continue from `state` (from `state_dict`; an older Recorder's lists load too); nothing changes when it is refused."
-        Recorder.check_state(state)
-        floats = lambda v: v.tolist() if isinstance(v, torch.Tensor) else [float(x) for x in v]
-        table = GroupLRs(); table.load_state_dict(state['group_lrs'])
-        self.reset()
-        self.beta, self.lrs, self.moms, self._group_lrs = state['beta'], floats(state['lrs']), floats(state['moms']), table
-        self._losses, self._smooth, self._avg, self._n = floats(state['losses']), floats(state['smooth']), state['avg'], state['n']
-        self.values, self.times = [list(v) for v in state['values']], list(state['times'])
-        self.epoch_iters, self.epoch_steps, self.metric_names = list(state['epoch_iters']), list(state['epoch_steps']), list(state['metric_names'])
-
-    def plot_loss(self, skip_start=0, with_valid=True, ax=None, log=False, return_fig=False):
-        "Smoothed training loss per batch (from batch `skip_start`) and, `with_valid`, validation loss per epoch; `log` scales the loss axis; the figure is returned only when `return_fig`."
-        import matplotlib.pyplot as plt  # imported here: only plotting needs matplotlib
-        if ax is None: fig, ax = plt.subplots(figsize=(4, 2.5))
-        else: fig = ax.figure
-        sm = self.smooth_losses
-        ax.plot(range(skip_start, len(sm)), sm[skip_start:], label='train (smoothed)')
-        valid = [v[1] for v in self.values]
-        if with_valid and self.values and not np.all(np.isnan(valid)):
-            ax.plot(np.array(self.epoch_iters) - 1, valid, 'o-', label='valid')
-        ax.set_xlabel('batch'); ax.set_ylabel('loss'); ax.legend(fontsize=8)
-        if log: ax.set_yscale('log')  # one spike of the validation loss no longer flattens the training curve
-        fig.tight_layout()
-        return fig if return_fig else None
-
-    def plot_sched(self, log=True, return_fig=False):
-        "LR of every layer group (log scale when `log`) and momentum, against the optimizer step; the figure is returned only when `return_fig`."
-        import matplotlib.pyplot as plt
-        has_mom = len(self.moms) > 0 and not np.all(np.isnan(self.moms))
-        fig, axs = plt.subplots(1, 2 if has_mom else 1, figsize=(8 if has_mom else 4, 2.5), squeeze=False)
-        glrs = self.group_lr_array()
-        for g in range(glrs.shape[1]): axs[0, 0].plot(glrs[:, g], label=f'group {g}')
-        axs[0, 0].set_xlabel('step'); axs[0, 0].set_ylabel('learning rate')
-        if log: axs[0, 0].set_yscale('log')
-        if glrs.shape[1] > 1: axs[0, 0].legend(fontsize=7)
-        if has_mom:
-            axs[0, 1].plot(self.moms, color='C1'); axs[0, 1].set_xlabel('step'); axs[0, 1].set_ylabel('momentum')
-        fig.tight_layout()
-        return fig if return_fig else None
