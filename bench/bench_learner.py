@@ -24,6 +24,7 @@ import pstats
 import statistics
 import time
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -116,7 +117,6 @@ def main_table(rounds):
 
 def paired_ratio(times, hand_times, n_boot=2000):
     "The median over rounds of `times[r] / hand_times[r]` and its bootstrap 95% interval, as text."
-    import numpy as np
     r = np.asarray(times) / np.asarray(hand_times)
     boot = np.median(np.random.default_rng(0).choice(r, (n_boot, len(r))), axis=1)
     lo, hi = np.percentile(boot, [2.5, 97.5])

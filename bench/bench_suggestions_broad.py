@@ -1,7 +1,7 @@
 """A broad benchmark of LR suggestions for one cycle (issue 11): is the range test's answer as good as a grid?
 
-22 small tasks, all on CPU with data that ships with scikit-learn or that this script generates (no downloads), in
-three rounds; each round's tasks were fixed here before any of their results were seen:
+27 small tasks, all on CPU with data that ships with scikit-learn or that this script generates (no downloads), in
+four rounds; each round's tasks were fixed here before any of their results were seen:
 
 | task | model | optimizer | bs | budget | metric | round |
 |---|---|---|---|---|---|---|
@@ -27,10 +27,15 @@ three rounds; each round's tasks were fixed here before any of their results wer
 | diabetes_mlp_sgd       | MLP on the diabetes table          | SGD mom 0.9    | 16  | 30 ep          | valid loss | 3 (held out) |
 | chargru_lm_adamw       | GRU char-level LM                  | AdamW wd 1e-2  | 64  | 3 ep           | valid loss | 3 (held out) |
 | signal_cnn_bn_nesterov_bs16 | 1-D CNN with BatchNorm        | SGD Nesterov 0.9 | 16 | 2 ep          | accuracy   | 3 (held out) |
+| wine_logreg_adam       | logistic regression, wine table    | Adam           | 16  | 20 ep          | accuracy   | 4 (held out) |
+| shapes_cnn_bn_adamw_bs128 | 2-D CNN with BatchNorm          | AdamW wd 5e-2  | 128 | 6 ep           | accuracy   | 4 (held out) |
+| signal_mlp_sgd         | MLP on the 1-D signals             | SGD (plain)    | 32  | 5 ep           | accuracy   | 4 (held out) |
+| digits_deep_mlp_adam   | MLP, 6 hidden layers               | Adam           | 32  | 4 ep           | accuracy   | 4 (held out) |
+| signal_regression_cnn_adam | 1-D CNN, no BatchNorm, regression | Adam        | 32  | 4 ep           | valid loss | 4 (held out) |
 
 Round 1 chose a rule on its "choose" five and reported on its other five; round 2 chose on those ten and reported on
-its six; round 3 chose on the sixteen (the `half` of each task in TASKS is now "choose") and reports on its six
-("held-out"). What each round found is in nbs/tutorial_lr_suggestions.ipynb.
+its six; round 3 chose on sixteen and reported on its six; round 4 chose on those 22 (their `half` in TASKS is now
+"choose") and reports on its five ("held-out"). What each round found is in nbs/tutorial_lr_suggestions.ipynb.
 
 For each task and seed (the seed fixes the initial weights and the training order; the data are fixed): range tests
 through `Learner.lr_find` (1e-7 -> 10, stop_div) with num_it 50, 100 and 200 (their raw curves are kept, so any rule
@@ -46,11 +51,13 @@ range test (1e-7 -> 10, 100 steps) on the same model, data and optimizer, in a v
 
 Choosing the rules (`--choose`): `fitted_min` and `valley_end` (climbs 0.1-0.5) at fit widths 0.15-0.4 decades,
 divided by 1 to 16, read off the num_it 50, 100 and 200 curves of the choose set and scored by interpolating each
-seed's runs (grid, candidates, rules) in log LR; ranked by the worst task averaged over the three num_its, then the
-mean. That gave cyclr.lr_curve.POLICY_RULES (one_cycle: valley_end climb 0.5 / 2.8; constant: climb 0.2 / 11).
+seed's runs (grid, candidates, rules) in log LR; ranked by the mean over tasks averaged over the three num_its (rounds
+2 and 3 ranked by the worst task). Round 4 gave cyclr.lr_curve.POLICY_RULES (one_cycle: valley_end climb 0.5, fit
+width 0.25 / 8; constant: climb 0.3 / 16). `--bound` measures what any such rule can do (leave-one-task-out, a
+divisor fitted to each task afterwards, medians of several sweeps).
 
 The stored results (bench/results/suggestions_broad.json, 2026-12-02, 2 worker processes of 1 thread on a shared
-2-core CPU) came from, in this order (rounds 2 and 3 with --tasks set to their six):
+2-core CPU) came from, in this order (rounds 2 to 4 with --tasks set to their new tasks, then --report on all):
     --seeds 5 --phase find,grid --peers --install        (range tests, the one-cycle grid, the peers)
     --seeds 5 --phase candidates                         (round 1: fitted-minimum candidates on its choose half)
     --seeds 3 --phase grid,candidates --policy constant
