@@ -159,10 +159,9 @@ class _OneBatch:
     "One batch: the hyper-parameters of its step, the training step itself, or a validation batch's contribution to the sums."
     def _set_hypers(self, step):
         "Set every group's LR (and the momentum) for optimizer step `step` of the schedule."
-        lrs, mom = self._plan.at(step)
-        for g, lr in zip(self.opt.param_groups, lrs.tolist()): g['lr'] = lr  # tolist: Python floats, one conversion
+        lrs, mom = self._plan.at(step)  # Python floats
+        for g, lr in zip(self.opt.param_groups, lrs): g['lr'] = lr
         if mom is not None:
-            mom = float(mom)
             for g in self.opt.param_groups: set_mom(g, mom)
 
     def _one_batch(self, i, batch):
@@ -223,8 +222,9 @@ class _Epochs:
         with torch.no_grad():
             for n, b in enumerate(dl, 1): self._one_batch(n - 1, b)
         if n == 0: raise ValueError(f"`dl` yielded no batches although its length is {self.n_iter}")
-        tot = sum_over_ranks(torch.stack([s.detach().double().cpu() for s in self._vsums] + [torch.tensor(float(self._vn), dtype=torch.float64)]))
-        self.valid_results = [float(s / tot[-1]) if tot[-1] else float('nan') for s in tot[:-1]]
+        sums = torch.stack(self._vsums).tolist() + [float(self._vn)]  # one host sync; then Python floats, not tensor ops
+        tot = sum_over_ranks(torch.tensor(sums, dtype=torch.float64)).tolist()
+        self.valid_results = [s / tot[-1] if tot[-1] else float('nan') for s in tot[:-1]]
         self._event('after_validate')
         return self.valid_results
 

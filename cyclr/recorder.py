@@ -6,6 +6,7 @@
 __all__ = ['GroupLRs', 'get_mom', 'set_mom', 'Recorder']
 
 # %% ../nbs/09a_recorder.ipynb #1daf3563
+import math
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ def _bits(a): return np.ascontiguousarray(a, dtype=np.float64).view(np.int64)
 
 _ULPS = np.arange(-2, 3)  # candidate ratios: the rounded quotient and the floats up to two ulps either side of it
 _PY_GROUPS = 16           # up to this many groups a step is checked in Python floats; above it, in one NumPy product
+_PENDING_CELLS = 2**14   # LRs the Recorder holds as Python floats before it adds them to the table (~0.5 MB)
 _CATCH_UP_CELLS = 2**18   # steps x groups x candidates compared at once when the candidates catch up
 
 class GroupLRs:
@@ -284,18 +286,24 @@ class Recorder(_RecorderState, _RecorderPlots):
 
     def reset(self):
         "Forget everything recorded."
-        self.lrs, self.moms, self._group_lrs = [], [], GroupLRs()
+        self.lrs, self.moms, self._group_lrs, self._pending_lrs = [], [], GroupLRs(), []
         self._losses, self._smooth, self._pending, self._avg, self._n = [], [], [], 0., 0
         self._epoch_start, self._epoch_ns, self._start_avg, self._epoch_mean = 0, [], (0., 0), None
         self.values, self.times, self.epoch_iters, self.epoch_steps, self.metric_names = [], [], [], [], []
 
     def _flush(self):
-        "Move the losses kept as tensors into the Python lists (one device synchronisation)."
+        "Move the losses kept as tensors into the Python lists (one device synchronisation), and the steps' LR rows into their table."
+        self._flush_lrs()
         if not self._pending: return
         vals = torch.stack([l for l, _ in self._pending]).float().tolist()  # one cast for all, not one per loss
         self._epoch_ns += [n for _, n in self._pending]
         self._pending = []
         self._extend(vals)
+
+    def _flush_lrs(self):
+        "Add the LR rows logged since the last flush to the compact table, in one loop: cheap there, while the same code run between a step's torch operations costs several times more."
+        rows, self._pending_lrs = self._pending_lrs, []
+        for r in rows: self._group_lrs._append(r)
 
     def _extend(self, vals):
         "Append the batch losses `vals` and their smoothed values."
@@ -328,16 +336,17 @@ class Recorder(_RecorderState, _RecorderPlots):
         "Called by the Learner after every optimizer step that happened: the LRs and momentum `opt` used."
         groups = opt.param_groups
         lrs = [float(g['lr']) for g in groups]
-        self.lrs.append(lrs[0]); self._group_lrs._append(lrs); self.moms.append(get_mom(groups[0]))
+        self.lrs.append(lrs[0]); self._pending_lrs.append(lrs); self.moms.append(get_mom(groups[0]))
+        if len(self._pending_lrs) * len(lrs) >= _PENDING_CELLS: self._flush_lrs()  # rows as Python lists: keep them few
 
     @property
     def group_lrs(self):
         "Every layer group's LR at every optimizer step, as a list (steps) of lists (groups) of floats."
-        return self._group_lrs.tolist()
+        self._flush(); return self._group_lrs.tolist()
 
     def group_lr_array(self, start=0, stop=None):
         "The LRs of steps `start`..`stop`-1 as a float64 array (steps x groups), without building Python lists."
-        return self._group_lrs.array(start, stop)
+        self._flush(); return self._group_lrs.array(start, stop)
 
     def log_loss(self, loss, n=1):
         "Called by the Learner after the backward pass of every training batch (of `n` items)."
@@ -366,7 +375,7 @@ class Recorder(_RecorderState, _RecorderPlots):
         "Called by the Learner before `after_epoch`: the epoch's row of `values`."
         self._flush()
         ep = self._losses[self._epoch_start:]
-        train = self._epoch_mean if self._epoch_mean is not None else float(np.mean(ep)) if ep else float('nan')
+        train = self._epoch_mean if self._epoch_mean is not None else math.fsum(ep) / len(ep) if ep else float('nan')
         self.values.append([train, *learn.valid_results])
         self.times.append(time.perf_counter() - self._t0)
         self.epoch_iters.append(len(self._losses)); self.epoch_steps.append(len(self.lrs))

@@ -94,8 +94,8 @@ def _copy_plain(v):
     "A deep copy of `v`: numbers, strings and None as they are, lists, tuples and dicts of them rebuilt, anything else by `copy.deepcopy`."
     t = type(v)
     if t in _ATOMS: return v
-    if t is list: return [_copy_plain(x) for x in v]
-    if t is tuple: return tuple([_copy_plain(x) for x in v])
+    if t is list: return [x if type(x) in _ATOMS else _copy_plain(x) for x in v]  # no call per number: records are long
+    if t is tuple: return tuple([x if type(x) in _ATOMS else _copy_plain(x) for x in v])
     if t is dict: return {(k if type(k) in _ATOMS else copy.deepcopy(k)): _copy_plain(x) for k, x in v.items()}
     return copy.deepcopy(v)
 

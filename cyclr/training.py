@@ -42,10 +42,14 @@ def split_batch(batch, n_inp=None, name='batch'):
 
 def batch_on(batch, device, n_inp=None, name='batch'):
     "`(inputs, target)` of `batch` (as `split_batch` splits it) with every tensor on `device`: how every loop reads a batch."
+    if type(batch) in (tuple, list) and len(batch) == 2 and (n_inp is None or n_inp == 1):
+        x, y = batch  # the common batch, two tensors already in place: what the general path returns, without its walk
+        if type(x) is torch.Tensor and type(y) is torch.Tensor and x.device == device and y.device == device: return (x,), y
     return split_batch(to_device(batch, device), n_inp, name)
 
 def n_items(y):
     "How many items the target `y` holds (its first dimension; for a tuple of targets, its first one's)."
+    if type(y) is torch.Tensor: return y.shape[0] if y.ndim else 1
     if isinstance(y, (tuple, list)) and y: return n_items(y[0])
     return y.shape[0] if isinstance(y, torch.Tensor) and y.ndim > 0 else 1
 
@@ -116,6 +120,8 @@ class TrainStep:
         self.device = device if device is not None else next(model.parameters(), torch.empty(0)).device
         self.pending, self.grad_norm, self.group_loss, self.batch_loss = 0, None, None, None
         self._group_sum = None
+        self._ddp = isinstance(model, DistributedDataParallel)
+        self._ranks = self._ddp or is_distributed()  # asked once: a process group does not come or go during a fit
 
     def autocast(self):
         "The autocast context of this step (a no-op when mixed precision is off)."
@@ -183,16 +189,18 @@ class TrainStep:
         if size is None: size = self.grad_accum
         last = self.pending + 1 >= size
         try:
-            if last or not isinstance(self.model, DistributedDataParallel): self._backward(xb, yb, size, learn)
+            if last or not self._ddp: self._backward(xb, yb, size, learn)
             else:
                 with self.model.no_sync(): self._backward(xb, yb, size, learn)  # gradients are averaged once per group
             if not last: return None
             self.group_loss = self._group_sum if self.pending == 1 else self._group_sum / self.pending
-            if check_finite and any_rank(not math.isfinite(float(self.group_loss))):  # one host sync per step
+            bad = check_finite and not math.isfinite(float(self.group_loss))  # one host sync per step
+            if self._ranks and check_finite: bad = any_rank(bad)  # every rank votes at every step, a finite one too
+            if bad:
                 where = where() if callable(where) else where
                 raise FloatingPointError(f"the training loss is {float(self.group_loss)}{where}: training stopped before this "
                                          "step reached the weights, which are those of the last finite step")
-            self.clip()
+            if self.grad_clip is not None: self.clip()  # the common case without a call
             if learn is not None: learn._event('before_step')
             return self.opt_step()
         finally:
@@ -295,16 +303,20 @@ class StepPlan:
             if not (np.all(np.isfinite(moms)) and np.all(moms >= 0) and np.all(moms < 1)): raise fail('sched', 'a schedule of momentums in [0, 1) at every step', self.sched)
         return lrs, moms
 
+    def _keep(self, start, values):
+        "Hold the chunk `values` (from `values`) from step `start` as Python floats: `at` then converts nothing."
+        lrs, moms = values
+        self._start, self._lrs, self._moms = start, lrs.tolist(), None if moms is None else moms.tolist()
+
     def check(self):
         "Evaluate the first chunk and the last step, so that a bad schedule fails before the fit starts; `at` starts from that chunk."
         first = self.values(0, min(self.chunk, self.total))
         if self.total > self.chunk: self.values(self.total - 1, self.total)  # else the first chunk holds the last step
-        self._start, (self._lrs, self._moms) = 0, first
+        self._keep(0, first)
 
     def at(self, step):
-        "(LRs of every group, momentum or None) at optimizer `step`."
+        "(LRs of every group as a list of floats, momentum as a float or None) at optimizer `step`."
         if self._start is None or not self._start <= step < self._start + len(self._lrs):
-            self._start = step
-            self._lrs, self._moms = self.values(step, max(step + 1, min(step + self.chunk, self.total)))
+            self._keep(step, self.values(step, max(step + 1, min(step + self.chunk, self.total))))
         k = step - self._start
         return self._lrs[k], None if self._moms is None else self._moms[k]

@@ -67,9 +67,9 @@ def test_a_fixed_ratio_fit_checks_the_candidates_a_few_times_not_every_step(monk
     for t in range(T):
         for g, lr in zip(Opt.param_groups, (s[t] * mults).tolist()): g['lr'] = lr
         rec.log_step(Opt)
+    assert rec.group_lr_array().tobytes() == (s[:, None] * mults).tobytes()  # adds the rows logged since the last flush
     assert rec._group_lrs._k == 1 and rec._group_lrs._e == 0
     assert len(calls) < 10, len(calls)
-    assert rec.group_lr_array().tobytes() == (s[:, None] * mults).tobytes()
 
 
 @pytest.mark.parametrize('row', [[1e-3], (1e-3, 2e-3), np.array([[1e-3, 2e-3]]), [np.float32(0.1), 1]])
