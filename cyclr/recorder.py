@@ -342,11 +342,11 @@ class Recorder(_RecorderState, _RecorderPlots):
     @property
     def group_lrs(self):
         "Every layer group's LR at every optimizer step, as a list (steps) of lists (groups) of floats."
-        self._flush(); return self._group_lrs.tolist()
+        self._flush_lrs(); return self._group_lrs.tolist()
 
     def group_lr_array(self, start=0, stop=None):
         "The LRs of steps `start`..`stop`-1 as a float64 array (steps x groups), without building Python lists."
-        self._flush(); return self._group_lrs.array(start, stop)
+        self._flush_lrs(); return self._group_lrs.array(start, stop)
 
     def log_loss(self, loss, n=1):
         "Called by the Learner after the backward pass of every training batch (of `n` items)."

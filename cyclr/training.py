@@ -49,9 +49,9 @@ def batch_on(batch, device, n_inp=None, name='batch'):
 
 def n_items(y):
     "How many items the target `y` holds (its first dimension; for a tuple of targets, its first one's)."
-    if type(y) is torch.Tensor: return y.shape[0] if y.ndim else 1
+    if isinstance(y, torch.Tensor): return y.shape[0] if y.ndim else 1  # first: the common case
     if isinstance(y, (tuple, list)) and y: return n_items(y[0])
-    return y.shape[0] if isinstance(y, torch.Tensor) and y.ndim > 0 else 1
+    return 1
 
 # %% ../nbs/07_training.ipynb #22e4854a
 def as_dls(dls):
@@ -120,8 +120,6 @@ class TrainStep:
         self.device = device if device is not None else next(model.parameters(), torch.empty(0)).device
         self.pending, self.grad_norm, self.group_loss, self.batch_loss = 0, None, None, None
         self._group_sum = None
-        self._ddp = isinstance(model, DistributedDataParallel)
-        self._ranks = self._ddp or is_distributed()  # asked once: a process group does not come or go during a fit
 
     def autocast(self):
         "The autocast context of this step (a no-op when mixed precision is off)."
@@ -189,18 +187,16 @@ class TrainStep:
         if size is None: size = self.grad_accum
         last = self.pending + 1 >= size
         try:
-            if last or not self._ddp: self._backward(xb, yb, size, learn)
+            if last or not isinstance(self.model, DistributedDataParallel): self._backward(xb, yb, size, learn)
             else:
                 with self.model.no_sync(): self._backward(xb, yb, size, learn)  # gradients are averaged once per group
             if not last: return None
             self.group_loss = self._group_sum if self.pending == 1 else self._group_sum / self.pending
-            bad = check_finite and not math.isfinite(float(self.group_loss))  # one host sync per step
-            if self._ranks and check_finite: bad = any_rank(bad)  # every rank votes at every step, a finite one too
-            if bad:
+            if check_finite and any_rank(not math.isfinite(float(self.group_loss))):  # one host sync per step
                 where = where() if callable(where) else where
                 raise FloatingPointError(f"the training loss is {float(self.group_loss)}{where}: training stopped before this "
                                          "step reached the weights, which are those of the last finite step")
-            if self.grad_clip is not None: self.clip()  # the common case without a call
+            self.clip()
             if learn is not None: learn._event('before_step')
             return self.opt_step()
         finally:
